@@ -1,0 +1,358 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * exitload - run a KVM guest whose VM-Exits are known in advance.
+ *
+ * Every vCPU runs the same 32-bit protected-mode guest: N CPUIDs, N port
+ * writes to userspace, N RDMSR and N WRMSR of MSR_IA32_MISC_ENABLE (which KVM
+ * always intercepts), optionally N x2APIC ICR writes (handled in the VMX
+ * fastpath, needs the in-kernel irqchip) and N HLTs, then a write to the
+ * "done" port.  With --dump the VM's debugfs files are printed before the VM
+ * is destroyed.  Works on VMX and SVM alike.
+ */
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define MEM_SIZE	0x10000
+#define CODE_GPA	0x1000
+#define PARAM_GPA	0x500
+#define PORT_IO		0x99
+#define PORT_DONE	0xf1
+#define MSR_MISC_ENABLE	0x1a0
+#define MAX_VCPUS	1024
+
+/* Parameter block at PARAM_GPA, read by the guest code below. */
+struct params {
+	uint32_t cpuid, io, rdmsr, wrmsr;
+	uint32_t misc_lo, misc_hi;
+	uint32_t icr, hlt;
+};
+
+extern const unsigned char guest_code[], guest_code_end[];
+
+asm(".pushsection .rodata\n"
+    ".code32\n"
+    "guest_code:\n"
+    "	mov 0x500, %esi\n"		/* CPUID */
+    "1:	test %esi, %esi\n"
+    "	jz 2f\n"
+    "	xor %eax, %eax\n"
+    "	cpuid\n"
+    "	dec %esi\n"
+    "	jmp 1b\n"
+    "2:	mov 0x504, %esi\n"		/* OUT to userspace */
+    "	mov $0x99, %dx\n"
+    "3:	test %esi, %esi\n"
+    "	jz 4f\n"
+    "	out %al, %dx\n"
+    "	dec %esi\n"
+    "	jmp 3b\n"
+    "4:	mov 0x508, %esi\n"		/* RDMSR */
+    "	mov $0x1a0, %ecx\n"
+    "5:	test %esi, %esi\n"
+    "	jz 6f\n"
+    "	rdmsr\n"
+    "	dec %esi\n"
+    "	jmp 5b\n"
+    "6:	mov 0x50c, %esi\n"		/* WRMSR of the current value */
+    "	mov 0x510, %eax\n"
+    "	mov 0x514, %edx\n"
+    "7:	test %esi, %esi\n"
+    "	jz 8f\n"
+    "	wrmsr\n"
+    "	dec %esi\n"
+    "	jmp 7b\n"
+    "8:	mov 0x518, %esi\n"		/* x2APIC on, then ICR writes */
+    "	test %esi, %esi\n"
+    "	jz 10f\n"
+    "	mov $0x1b, %ecx\n"
+    "	mov $0xfee00d00, %eax\n"
+    "	xor %edx, %edx\n"
+    "	wrmsr\n"
+    "	mov $0x830, %ecx\n"
+    "	mov $0xf0, %eax\n"
+    "	mov $0x7f, %edx\n"
+    "9:	wrmsr\n"
+    "	dec %esi\n"
+    "	jnz 9b\n"
+    "10:	mov 0x51c, %esi\n"		/* HLT */
+    "11:	test %esi, %esi\n"
+    "	jz 12f\n"
+    "	hlt\n"
+    "	dec %esi\n"
+    "	jmp 11b\n"
+    "12:	mov $0xf1, %dx\n"		/* done */
+    "	out %al, %dx\n"
+    "	jmp 12b\n"
+    "guest_code_end:\n"
+    ".code64\n"
+    ".popsection\n");
+
+struct vcpu {
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	unsigned long io, hlt;
+	const char *error;
+};
+
+static int kvm_fd, vm_fd;
+static struct params params;
+static int run_size;
+
+static void usage(FILE *out, int status)
+{
+	fprintf(out,
+		"Usage: exitload [options]\n"
+		"Run a KVM guest whose VM-Exits are known, print what it did.\n\n"
+		"  -c, --cpuid N    CPUID instructions per vCPU\n"
+		"  -i, --io N       port writes to userspace per vCPU (plus one 'done' write)\n"
+		"  -r, --rdmsr N    RDMSR of MSR_IA32_MISC_ENABLE per vCPU\n"
+		"  -w, --wrmsr N    WRMSR of MSR_IA32_MISC_ENABLE per vCPU\n"
+		"  -x, --icr N      enable x2APIC (one WRMSR), then N ICR writes (in-kernel irqchip)\n"
+		"  -H, --hlt N      HLT instructions per vCPU (not with --icr)\n"
+		"  -v, --vcpus N    vCPUs, each running the workload (default 1)\n"
+		"  -d, --dump       print the VM's debugfs exit_stats and exits before exit\n"
+		"  -h, --help       show this help\n");
+	exit(status);
+}
+
+static unsigned long number(const char *s, unsigned long max)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno || *end || end == s || *s == '-' || v > max)
+		errx(2, "invalid number '%s' (0..%lu)", s, max);
+	return v;
+}
+
+static void set_seg(struct kvm_segment *seg, uint16_t sel, uint8_t type)
+{
+	memset(seg, 0, sizeof(*seg));
+	seg->limit = 0xffffffff;
+	seg->selector = sel;
+	seg->type = type;
+	seg->present = 1;
+	seg->db = 1;
+	seg->s = 1;
+	seg->g = 1;
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+
+	for (;;) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR)
+				continue;
+			v->error = "KVM_RUN failed";
+			return NULL;
+		}
+		switch (v->run->exit_reason) {
+		case KVM_EXIT_IO:
+			if (v->run->io.port == PORT_DONE)
+				return NULL;
+			if (v->run->io.port != PORT_IO) {
+				v->error = "unexpected port";
+				return NULL;
+			}
+			v->io++;
+			break;
+		case KVM_EXIT_HLT:
+			v->hlt++;
+			break;
+		default:
+			fprintf(stderr, "exitload: unexpected exit reason %u\n",
+				v->run->exit_reason);
+			v->error = "unexpected exit";
+			return NULL;
+		}
+	}
+}
+
+static void create_vcpu(struct vcpu *v, int id, struct kvm_cpuid2 *cpuid)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry entry;
+	} msrs = { .hdr.nmsrs = 1, .entry.index = MSR_MISC_ENABLE };
+
+	v->fd = ioctl(vm_fd, KVM_CREATE_VCPU, id);
+	if (v->fd < 0)
+		err(1, "KVM_CREATE_VCPU %d", id);
+	v->run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		      v->fd, 0);
+	if (v->run == MAP_FAILED)
+		err(1, "mmap kvm_run");
+	if (ioctl(v->fd, KVM_SET_CPUID2, cpuid) < 0)
+		err(1, "KVM_SET_CPUID2");
+
+	if (params.icr) {
+		struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
+
+		if (ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0)
+			err(1, "KVM_SET_MP_STATE");
+	}
+
+	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
+		err(1, "KVM_GET_SREGS");
+	set_seg(&sregs.cs, 0x8, 11);
+	set_seg(&sregs.ds, 0x10, 3);
+	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
+	sregs.cr0 = 0x11;	/* PE | ET */
+	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
+		err(1, "KVM_SET_SREGS");
+
+	memset(&regs, 0, sizeof(regs));
+	regs.rip = CODE_GPA;
+	regs.rflags = 2;
+	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
+		err(1, "KVM_SET_REGS");
+
+	if (id == 0) {
+		if (ioctl(v->fd, KVM_GET_MSRS, &msrs) != 1)
+			err(1, "KVM_GET_MSRS");
+		params.misc_lo = (uint32_t)msrs.entry.data;
+		params.misc_hi = msrs.entry.data >> 32;
+	}
+}
+
+static void dump(const char *path)
+{
+	char buf[4096];
+	ssize_t n;
+	int fd = open(path, O_RDONLY);
+
+	printf("=== %s\n", path);
+	if (fd < 0)
+		err(1, "%s", path);
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		fwrite(buf, 1, n, stdout);
+	if (n < 0)
+		err(1, "%s", path);
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "cpuid", required_argument, NULL, 'c' },
+		{ "io", required_argument, NULL, 'i' },
+		{ "rdmsr", required_argument, NULL, 'r' },
+		{ "wrmsr", required_argument, NULL, 'w' },
+		{ "icr", required_argument, NULL, 'x' },
+		{ "hlt", required_argument, NULL, 'H' },
+		{ "vcpus", required_argument, NULL, 'v' },
+		{ "dump", no_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct kvm_userspace_memory_region region = { 0 };
+	struct kvm_cpuid2 *cpuid;
+	unsigned long nvcpus = 1, i, io = 0, hlt = 0;
+	struct vcpu *vcpus;
+	char dir[64], path[128];
+	int dump_files = 0, c, failed = 0;
+	void *mem;
+
+	while ((c = getopt_long(argc, argv, "c:i:r:w:x:H:v:dh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': params.cpuid = number(optarg, UINT32_MAX); break;
+		case 'i': params.io = number(optarg, UINT32_MAX); break;
+		case 'r': params.rdmsr = number(optarg, UINT32_MAX); break;
+		case 'w': params.wrmsr = number(optarg, UINT32_MAX); break;
+		case 'x': params.icr = number(optarg, UINT32_MAX); break;
+		case 'H': params.hlt = number(optarg, UINT32_MAX); break;
+		case 'v': nvcpus = number(optarg, MAX_VCPUS); break;
+		case 'd': dump_files = 1; break;
+		case 'h': usage(stdout, 0); break;
+		default: usage(stderr, 2);
+		}
+	}
+	if (optind != argc || !nvcpus)
+		usage(stderr, 2);
+	if (params.icr && params.hlt)
+		errx(2, "--hlt would block forever with the in-kernel irqchip of --icr");
+
+	kvm_fd = open("/dev/kvm", O_RDWR);
+	if (kvm_fd < 0)
+		err(1, "/dev/kvm");
+	vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+	if (vm_fd < 0)
+		err(1, "KVM_CREATE_VM");
+	run_size = ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (run_size < 0)
+		err(1, "KVM_GET_VCPU_MMAP_SIZE");
+	snprintf(dir, sizeof(dir), "/sys/kernel/debug/kvm/%d-%d", getpid(), vm_fd);
+
+	mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		err(1, "mmap guest memory");
+	memcpy((char *)mem + CODE_GPA, guest_code, guest_code_end - guest_code);
+	region.memory_size = MEM_SIZE;
+	region.userspace_addr = (uintptr_t)mem;
+	if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
+		err(1, "KVM_SET_USER_MEMORY_REGION");
+	if (params.icr && ioctl(vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		err(1, "KVM_CREATE_IRQCHIP");
+
+	cpuid = calloc(1, sizeof(*cpuid) + 256 * sizeof(cpuid->entries[0]));
+	if (!cpuid)
+		err(1, "calloc");
+	cpuid->nent = 256;
+	if (ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, cpuid) < 0)
+		err(1, "KVM_GET_SUPPORTED_CPUID");
+
+	vcpus = calloc(nvcpus, sizeof(*vcpus));
+	if (!vcpus)
+		err(1, "calloc");
+	for (i = 0; i < nvcpus; i++)
+		create_vcpu(&vcpus[i], i, cpuid);
+	memcpy((char *)mem + PARAM_GPA, &params, sizeof(params));
+
+	for (i = 0; i < nvcpus; i++)
+		if (pthread_create(&vcpus[i].thread, NULL, vcpu_thread, &vcpus[i]))
+			errx(1, "pthread_create failed");
+	for (i = 0; i < nvcpus; i++) {
+		pthread_join(vcpus[i].thread, NULL);
+		if (vcpus[i].error) {
+			warnx("vcpu %lu: %s", i, vcpus[i].error);
+			failed = 1;
+		}
+		io += vcpus[i].io;
+		hlt += vcpus[i].hlt;
+	}
+
+	printf("vm %d-%d vcpus %lu\n", getpid(), vm_fd, nvcpus);
+	printf("done cpuid %u io %lu rdmsr %u wrmsr %u icr %u hlt %lu\n",
+	       params.cpuid, io, params.rdmsr, params.wrmsr, params.icr, hlt);
+	if (dump_files) {
+		snprintf(path, sizeof(path), "%s/exits", dir);
+		dump(path);
+		snprintf(path, sizeof(path), "%s/exit_stats", dir);
+		dump(path);
+		for (i = 0; i < nvcpus; i++) {
+			snprintf(path, sizeof(path), "%s/vcpu%lu/exit_stats", dir, i);
+			dump(path);
+		}
+	}
+	fflush(stdout);
+	return failed;
+}
