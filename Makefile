@@ -1,10 +1,70 @@
-# kvm-exit-stats: see README.md.
-BUILD     ?= build
-KSRC      := $(BUILD)/linux
-KOBJ      := $(BUILD)/kobj
-BZIMAGE   := $(KOBJ)/arch/x86/boot/bzImage
-JOBS      ?= $(shell nproc)
+# kvm-exit-stats -- see README.md.
+#
+#   make demo          boot the patched kernel under emulation and show
+#                      exit_stats of a sample guest (VENDOR=svm|vmx|vmx-ept)
+#   make test          everything: series checks, KUnit, end-to-end on SVM and VMX
+#   make kernel-tree   build/linux: Debian's 6.12.117 + kernel-patch/ as git
+#   make series        regenerate kernel-patch/ from build/linux
+#   make kernel        build the test kernel (build/kobj)
+#   make checkpatch    scripts/checkpatch.pl --strict on the series
+#   make check-series  build the kernel at every patch of the series
+#   make deps          install the Debian packages all of this needs
 
-.PHONY: kernel
-kernel:
-	$(MAKE) -C $(KSRC) O=$(abspath $(KOBJ)) -j$(JOBS) bzImage >$(BUILD)/kernel-build.log 2>&1 || { tail -30 $(BUILD)/kernel-build.log; exit 1; }
+BUILD   ?= build
+VENDOR  ?= svm
+PYTHON  ?= /usr/bin/python3
+CC      ?= gcc
+PYTEST_ARGS ?=
+
+export KES_BUILD := $(abspath $(BUILD))
+
+EXITLOAD := $(BUILD)/exitload
+KESIO    := $(BUILD)/kes-io
+GUEST_CFLAGS := -static -O2 -std=gnu11 -Wall -Wextra -Werror
+
+.PHONY: all deps kernel-tree series kernel checkpatch check-series exitload \
+	demo test clean distclean
+
+all: kernel exitload
+
+deps:
+	@tests/install-deps
+
+kernel-tree: deps
+	@tests/kernel tree
+
+series:
+	@tests/kernel series
+
+kernel: deps
+	@tests/kernel build
+
+checkpatch: deps
+	@tests/kernel checkpatch
+
+check-series: deps
+	@tests/kernel check-series
+
+exitload: $(EXITLOAD) $(KESIO)
+
+$(EXITLOAD): tests/guest/exitload.c
+	@mkdir -p $(BUILD)
+	$(CC) $(GUEST_CFLAGS) -pthread -o $@ $<
+
+$(KESIO): tests/guest/kes-io.c
+	@mkdir -p $(BUILD)
+	$(CC) $(GUEST_CFLAGS) -o $@ $<
+
+# A realistic mix: CPUID, port IO to userspace, MSR accesses, HLT, on 2 vCPUs.
+demo: kernel exitload
+	@tests/run-in-vm --vendor $(VENDOR) --add $(EXITLOAD) -- \
+		'exitload --cpuid 5000 --io 300 --rdmsr 200 --wrmsr 100 --hlt 50 --vcpus 2 >/dev/null && cat /sys/kernel/debug/kvm/exit_stats'
+
+test: kernel exitload
+	$(PYTHON) -m pytest -c tests/pytest.ini tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(BUILD)/kobj $(BUILD)/kseries $(EXITLOAD) $(KESIO) tests/__pycache__
+
+distclean:
+	rm -rf $(BUILD)

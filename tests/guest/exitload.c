@@ -7,7 +7,8 @@
  * always intercepts), optionally N x2APIC ICR writes (handled in the VMX
  * fastpath, needs the in-kernel irqchip) and N HLTs, then a write to the
  * "done" port.  With --dump the VM's debugfs files are printed before the VM
- * is destroyed.  Works on VMX and SVM alike.
+ * is destroyed; with --wait FILE the VM stays alive (its vCPUs idle) until
+ * FILE exists.  Works on VMX and SVM alike.
  */
 #include <err.h>
 #include <errno.h>
@@ -106,6 +107,8 @@ struct vcpu {
 	const char *error;
 };
 
+static const char *wait_file;
+
 static int kvm_fd, vm_fd;
 static struct params params;
 static int run_size;
@@ -123,6 +126,7 @@ static void usage(FILE *out, int status)
 		"  -H, --hlt N      HLT instructions per vCPU (not with --icr)\n"
 		"  -v, --vcpus N    vCPUs, each running the workload (default 1)\n"
 		"  -d, --dump       print the VM's debugfs exit_stats and exits before exit\n"
+		"  -W, --wait FILE  after the workload, print 'ready' and keep the VM until FILE exists\n"
 		"  -h, --help       show this help\n");
 	exit(status);
 }
@@ -260,6 +264,7 @@ int main(int argc, char **argv)
 		{ "hlt", required_argument, NULL, 'H' },
 		{ "vcpus", required_argument, NULL, 'v' },
 		{ "dump", no_argument, NULL, 'd' },
+		{ "wait", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -271,7 +276,7 @@ int main(int argc, char **argv)
 	int dump_files = 0, c, failed = 0;
 	void *mem;
 
-	while ((c = getopt_long(argc, argv, "c:i:r:w:x:H:v:dh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:i:r:w:x:H:v:dW:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': params.cpuid = number(optarg, UINT32_MAX); break;
 		case 'i': params.io = number(optarg, UINT32_MAX); break;
@@ -281,6 +286,7 @@ int main(int argc, char **argv)
 		case 'H': params.hlt = number(optarg, UINT32_MAX); break;
 		case 'v': nvcpus = number(optarg, MAX_VCPUS); break;
 		case 'd': dump_files = 1; break;
+		case 'W': wait_file = optarg; break;
 		case 'h': usage(stdout, 0); break;
 		default: usage(stderr, 2);
 		}
@@ -300,6 +306,8 @@ int main(int argc, char **argv)
 	if (run_size < 0)
 		err(1, "KVM_GET_VCPU_MMAP_SIZE");
 	snprintf(dir, sizeof(dir), "/sys/kernel/debug/kvm/%d-%d", getpid(), vm_fd);
+	printf("vm %d-%d vcpus %lu\n", getpid(), vm_fd, nvcpus);
+	fflush(stdout);
 
 	mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -340,7 +348,6 @@ int main(int argc, char **argv)
 		hlt += vcpus[i].hlt;
 	}
 
-	printf("vm %d-%d vcpus %lu\n", getpid(), vm_fd, nvcpus);
 	printf("done cpuid %u io %lu rdmsr %u wrmsr %u icr %u hlt %lu\n",
 	       params.cpuid, io, params.rdmsr, params.wrmsr, params.icr, hlt);
 	if (dump_files) {
@@ -354,5 +361,11 @@ int main(int argc, char **argv)
 		}
 	}
 	fflush(stdout);
+	if (wait_file) {
+		printf("ready\n");
+		fflush(stdout);
+		while (access(wait_file, F_OK))
+			usleep(10000);
+	}
 	return failed;
 }

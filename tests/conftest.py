@@ -1,0 +1,65 @@
+"""Shared fixtures: one boot per vendor runs the whole guest scenario."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = Path(os.environ.get("KES_BUILD", ROOT / "build"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# svm: QEMU; vmx: bochs skylake_x with kvm_intel.ept=0; vmx-ept: the same
+# with EPT and unrestricted guest; vmx-penryn: a CPU without either.
+VENDORS = ["svm", "vmx", "vmx-ept", "vmx-penryn"]
+
+
+class GuestRun:
+    """Output of tests/guest/kes-e2e, split into its '@@@ name' sections."""
+
+    def __init__(self, vendor: str, stdout: str, stderr: str, status: int):
+        self.vendor = vendor
+        self.stdout = stdout
+        self.stderr = stderr
+        self.status = status
+        self.sections: dict[str, str] = {}
+        name = None
+        for line in stdout.splitlines(keepends=True):
+            if line.startswith("@@@ "):
+                name = line[4:].strip()
+                self.sections[name] = ""
+            elif name is not None:
+                self.sections[name] += line
+
+    def __getitem__(self, name: str) -> str:
+        assert name in self.sections, (
+            f"{self.vendor}: section {name} missing; stderr:\n{self.stderr}")
+        return self.sections[name]
+
+
+_runs: dict[str, GuestRun] = {}
+
+
+def boot(vendor: str) -> GuestRun:
+    if vendor not in _runs:
+        log = BUILD / f"e2e-{vendor}.log"
+        cmd = [str(ROOT / "tests" / "run-in-vm"), "--vendor", vendor,
+               "--timeout", "900", "--log", str(log),
+               "--add", str(BUILD / "exitload"), "--add", str(BUILD / "kes-io"),
+               "--add", str(ROOT / "tests" / "guest" / "kes-e2e"),
+               "--", "kes-e2e"]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        (BUILD / f"e2e-{vendor}.out").write_text(p.stdout)
+        _runs[vendor] = GuestRun(vendor, p.stdout, p.stderr, p.returncode)
+    return _runs[vendor]
+
+
+@pytest.fixture(scope="session", params=VENDORS)
+def run(request: pytest.FixtureRequest) -> GuestRun:
+    r = boot(request.param)
+    assert r.status == 0, f"{r.vendor}: run-in-vm exited {r.status}:\n{r.stderr}"
+    assert "end" in r.sections, f"{r.vendor}: scenario did not finish:\n{r.stderr}"
+    return r

@@ -1,0 +1,242 @@
+"""End-to-end: the patched KVM under emulation, a guest whose exits are known.
+
+One boot per vendor (conftest.boot) runs tests/guest/kes-e2e; each test
+checks one property of what it printed.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import GuestRun
+from exitstats import ExitStats, Row, add, parse
+
+pytestmark = pytest.mark.e2e
+
+# Exit reason names as VMX_EXIT_REASONS / SVM_EXIT_REASONS spell them.
+NAMES = {
+    "VMX": {"cpuid": "CPUID", "io": "IO_INSTRUCTION", "rdmsr": "MSR_READ",
+            "wrmsr": "MSR_WRITE", "hlt": "HLT"},
+    "SVM": {"cpuid": "cpuid", "io": "io", "rdmsr": "msr", "wrmsr": "msr",
+            "hlt": "hlt"},
+}
+
+
+def vendor_of(run: GuestRun) -> str:
+    return "SVM" if run.vendor == "svm" else "VMX"
+
+
+def expected(run: GuestRun, **exits: int) -> dict[str, int]:
+    """Exits per row name; SVM has one row for RDMSR and WRMSR."""
+    out: dict[str, int] = {}
+    for kind, n in exits.items():
+        name = NAMES[vendor_of(run)][kind]
+        out[name] = out.get(name, 0) + n
+    return out
+
+
+def dumps(text: str) -> dict[str, str]:
+    """Split exitload --dump output into its '=== path' files."""
+    files: dict[str, str] = {}
+    name = None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("=== "):
+            name = re.sub(r"^/sys/kernel/debug/kvm/[^/]+/", "", line[4:].strip())
+            files[name] = ""
+        elif name is not None:
+            files[name] += line
+    return files
+
+
+def stats(run: GuestRun, section: str, file: str | None = None) -> ExitStats:
+    text = run[section] if file is None else dumps(run[section])[file]
+    return parse(text)
+
+
+def assert_counts(s: ExitStats, want: dict[str, int]) -> None:
+    assert {n: s.count(n) for n in want} == want
+
+
+def assert_same(a: dict[str, Row], b: dict[str, Row]) -> None:
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert a[name].same_counters(b[name]), name
+
+
+def assert_zero(s: ExitStats) -> None:
+    assert s.rows == {}
+    assert (s.total.count, s.total.cycles) == (0, 0)
+
+
+ALL_FILES = ["exit_stats", "vcpu0/exit_stats", "vcpu1/exit_stats"]
+SNAP = ["global", "vm1", "vm1-vcpu0", "vm1-vcpu1", "vm2"]
+
+
+def test_kunit_all_pass(run: GuestRun) -> None:
+    ktap = run["kunit"]
+    assert "# kvm_exit_stats: pass:7 fail:0 skip:0 total:7" in ktap
+    assert "not ok" not in ktap
+    assert re.search(r"^ok 1 kvm_exit_stats$", ktap, re.M)
+
+
+def test_guest_programs_succeeded(run: GuestRun) -> None:
+    assert run["A-status"].strip() == "0"
+    assert run["B-status"].strip() == "0"
+    assert "done cpuid 1000 io 100 rdmsr 20 wrmsr 10 icr 0 hlt 10" in run["A"]
+
+
+def test_exact_counts_for_known_workload(run: GuestRun) -> None:
+    # 2 vCPUs x (1000 CPUID, 50 OUT + 1 'done' OUT, 20 RDMSR, 10 WRMSR, 5 HLT)
+    vm = stats(run, "A", "exit_stats")
+    assert_counts(vm, expected(run, cpuid=2000, io=102, rdmsr=40, wrmsr=20,
+                               hlt=10))
+    for vcpu in ("vcpu0/exit_stats", "vcpu1/exit_stats"):
+        assert_counts(stats(run, "A", vcpu),
+                      expected(run, cpuid=1000, io=51, rdmsr=20, wrmsr=10,
+                               hlt=5))
+
+
+def test_count_sum_equals_kvm_exits(run: GuestRun) -> None:
+    for section in ("A", "B"):
+        files = dumps(run[section])
+        s = parse(files["exit_stats"])
+        assert s.total.count == int(files["exits"]) > 0, section
+        assert sum(r.count for r in s.rows.values()) == s.total.count
+
+
+def test_fastpath_exits_are_counted(run: GuestRun) -> None:
+    # x2APIC enable (1 WRMSR) + 100 ICR writes: VMX handles the ICR writes
+    # in handle_fastpath_set_msr_irqoff() and re-enters the guest.
+    vm = stats(run, "B", "exit_stats")
+    assert_counts(vm, expected(run, cpuid=10, io=1, wrmsr=101))
+    assert stats(run, "global-after-B").count(
+        NAMES[vendor_of(run)]["wrmsr"]) == 101
+
+
+def every_stats(run: GuestRun) -> list[tuple[str, ExitStats]]:
+    out = []
+    for section in ("A", "B"):
+        out += [(f"{section}:{f}", parse(t)) for f, t in dumps(run[section]).items()
+                if f.endswith("exit_stats")]
+    for name, text in run.sections.items():
+        if text.startswith("# kvm_exit_stats"):
+            out.append((name, parse(text)))
+    return out
+
+
+def test_rows_are_consistent(run: GuestRun) -> None:
+    files = every_stats(run)
+    assert len(files) > 30
+    for where, s in files:
+        assert s.header["kvm_exit_stats"] == "1", where
+        assert s.header["vendor"] == vendor_of(run), where
+        assert s.header["clock"] == "tsc", where
+        assert int(s.header["tsc_khz"]) > 0, where
+        int(s.header["since_reset_ns"])
+        for r in [*s.rows.values(), s.total]:
+            if r.count == 0:
+                continue
+            assert r.min <= r.avg <= r.max, (where, r)
+            assert r.avg == r.cycles // r.count, (where, r)
+            assert sum(r.hist.values()) == r.count, (where, r)
+            assert all(0 <= b < 32 for b in r.hist), (where, r)
+        rows = list(s.rows.values())
+        assert s.total.count == sum(r.count for r in rows), where
+        assert s.total.cycles == sum(r.cycles for r in rows), where
+        if rows:
+            assert s.total.min == min(r.min for r in rows), where
+            assert s.total.max == max(r.max for r in rows), where
+
+
+def test_rows_sorted_and_named(run: GuestRun) -> None:
+    s = stats(run, "A", "exit_stats")
+    numbers = [r.reason for r in s.rows.values() if r.reason is not None]
+    assert numbers == sorted(numbers)
+    cpuid = s.rows[NAMES[vendor_of(run)]["cpuid"]]
+    assert cpuid.reason == (0x72 if vendor_of(run) == "SVM" else 10)
+
+
+def test_vcpu_files_sum_to_vm_file(run: GuestRun) -> None:
+    files = dumps(run["A"])
+    assert_same(add(parse(files["vcpu0/exit_stats"]),
+                    parse(files["vcpu1/exit_stats"])),
+                parse(files["exit_stats"]).rows)
+    assert_same(add(stats(run, "R0-vm1-vcpu0"), stats(run, "R0-vm1-vcpu1")),
+                stats(run, "R0-vm1").rows)
+
+
+def test_global_file_is_sum_of_vms(run: GuestRun) -> None:
+    assert_counts(stats(run, "R0-vm1"), expected(run, cpuid=600, io=16))
+    assert_counts(stats(run, "R0-vm2"), expected(run, cpuid=200, io=1, rdmsr=3))
+    assert_same(add(stats(run, "R0-vm1"), stats(run, "R0-vm2")),
+                stats(run, "R0-global").rows)
+
+
+def test_destroyed_vm_stays_in_global_file(run: GuestRun) -> None:
+    assert_same(stats(run, "global-after-A").rows,
+                stats(run, "A", "exit_stats").rows)
+    assert_zero(stats(run, "D-before"))
+    assert_counts(stats(run, "D-after"), expected(run, cpuid=40, hlt=2, io=1))
+
+
+def bad_writes(run: GuestRun) -> list[tuple[str, str, str]]:
+    out = []
+    for line in run["bad-writes"].splitlines():
+        m = re.match(r"^(\S+) \[(.*)\] (.*)$", line)
+        assert m, line
+        out.append(m.groups())
+    return out
+
+
+def test_bad_writes_are_einval(run: GuestRun) -> None:
+    results = bad_writes(run)
+    inputs = {v for _, v, _ in results}
+    assert {"1", "abc", "", "-1", "-0", "junk4096"} <= inputs
+    assert len(results) == 26
+    for scope, value, result in results:
+        assert result == "error EINVAL", (scope, value)
+
+
+def test_rejected_writes_change_nothing(run: GuestRun) -> None:
+    for f in SNAP:
+        before = stats(run, f"R0-{f}")
+        assert before.total.count > 0 or f == "vm1-vcpu1"
+        assert_same(stats(run, f"R1-{f}").rows, before.rows)
+        assert_same(stats(run, f"R1b-{f}").rows, before.rows)
+
+
+def test_non_root_is_refused(run: GuestRun) -> None:
+    assert run["non-root"].splitlines() == [
+        "global error EACCES", "vm error EACCES",
+        "write error EACCES", "vcpu-write error EACCES"]
+
+
+def test_vcpu_reset_resets_only_that_vcpu(run: GuestRun) -> None:
+    assert stats(run, "R0-vm1-vcpu1").total.count > 0
+    assert_zero(stats(run, "R2-vm1-vcpu1"))
+    assert_same(stats(run, "R2-vm1-vcpu0").rows, stats(run, "R0-vm1-vcpu0").rows)
+    assert_same(stats(run, "R2-vm1").rows, stats(run, "R0-vm1-vcpu0").rows)
+    assert_same(stats(run, "R2-vm2").rows, stats(run, "R0-vm2").rows)
+    assert_same(stats(run, "R2-global").rows,
+                add(stats(run, "R0-vm1-vcpu0"), stats(run, "R0-vm2")))
+
+
+def test_vm_reset_resets_only_that_vm(run: GuestRun) -> None:
+    for f in ("vm1", "vm1-vcpu0", "vm1-vcpu1"):
+        assert_zero(stats(run, f"R3-{f}"))
+    assert_same(stats(run, "R3-vm2").rows, stats(run, "R0-vm2").rows)
+    assert_same(stats(run, "R3-global").rows, stats(run, "R0-vm2").rows)
+
+
+def test_global_reset_resets_everything(run: GuestRun) -> None:
+    for f in SNAP:
+        assert_zero(stats(run, f"R4-{f}"))
+
+
+def test_module_parameter_switches_accounting(run: GuestRun) -> None:
+    assert run["param"].split() == ["Y", "N"]
+    assert_same(stats(run, "P-off").rows, stats(run, "D-after").rows)
+    cpuid = NAMES[vendor_of(run)]["cpuid"]
+    assert stats(run, "P-on").count(cpuid) == \
+        stats(run, "D-after").count(cpuid) + 7
