@@ -47,11 +47,11 @@ check-series: deps
 
 exitload: $(EXITLOAD) $(KESIO)
 
-$(EXITLOAD): tests/guest/exitload.c
+$(EXITLOAD): tests/guest/exitload.c | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(GUEST_CFLAGS) -pthread -o $@ $<
 
-$(KESIO): tests/guest/kes-io.c
+$(KESIO): tests/guest/kes-io.c | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(GUEST_CFLAGS) -o $@ $<
 
