@@ -40,21 +40,25 @@ class GuestRun:
         return self.sections[name]
 
 
-_runs: dict[str, GuestRun] = {}
+_runs: dict[tuple[str, str, str], GuestRun] = {}
 
 
-def boot(vendor: str) -> GuestRun:
-    if vendor not in _runs:
-        log = BUILD / f"e2e-{vendor}.log"
+def boot(vendor: str, command: str = "kes-e2e", append: str = "") -> GuestRun:
+    """Boot once per (vendor, command, append) and split the output."""
+    key = (vendor, command, append)
+    if key not in _runs:
+        tag = f"{vendor}-{command.split()[0]}"
+        log = BUILD / f"e2e-{tag}.log"
         cmd = [str(ROOT / "tests" / "run-in-vm"), "--vendor", vendor,
-               "--timeout", "900", "--log", str(log),
+               "--timeout", "900", "--log", str(log), "--append", append,
                "--add", str(BUILD / "exitload"), "--add", str(BUILD / "kes-io"),
                "--add", str(ROOT / "tests" / "guest" / "kes-e2e"),
-               "--", "kes-e2e"]
+               "--add", str(ROOT / "tests" / "guest" / "kes-boot-off"),
+               "--", command]
         p = subprocess.run(cmd, capture_output=True, text=True)
-        (BUILD / f"e2e-{vendor}.out").write_text(p.stdout)
-        _runs[vendor] = GuestRun(vendor, p.stdout, p.stderr, p.returncode)
-    return _runs[vendor]
+        (BUILD / f"e2e-{tag}.out").write_text(p.stdout)
+        _runs[key] = GuestRun(vendor, p.stdout, p.stderr, p.returncode)
+    return _runs[key]
 
 
 @pytest.fixture(scope="session", params=VENDORS)
