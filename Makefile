@@ -8,6 +8,8 @@
 #   make kernel        build the test kernel (build/kobj)
 #   make checkpatch    scripts/checkpatch.pl --strict on the series
 #   make check-series  build the kernel at every patch of the series
+#   make debug-check   lockdep + KASAN kernel, run the end-to-end scenario on
+#                      SVM, fail on any kernel report
 #   make deps          install the Debian packages all of this needs
 
 BUILD   ?= build
@@ -23,7 +25,7 @@ KESIO    := $(BUILD)/kes-io
 GUEST_CFLAGS := -static -O2 -std=gnu11 -Wall -Wextra -Werror
 
 .PHONY: all deps kernel-tree series kernel checkpatch check-series exitload \
-	demo test clean distclean
+	demo test debug-check clean distclean
 
 all: kernel exitload
 
@@ -63,8 +65,16 @@ demo: kernel exitload
 test: kernel exitload
 	$(PYTHON) -m pytest -c tests/pytest.ini tests $(PYTEST_ARGS)
 
+debug-check: deps exitload
+	@tests/kernel build-debug
+	tests/run-in-vm --vendor $(VENDOR) --kernel $(BUILD)/kdebug/arch/x86/boot/bzImage \
+		--log $(BUILD)/debug-$(VENDOR).log --add $(EXITLOAD) --add $(KESIO) \
+		--add tests/guest/kes-e2e -- kes-e2e >$(BUILD)/debug-$(VENDOR).out
+	@! grep -E 'BUG:|WARNING:|possible circular|KASAN:' $(BUILD)/debug-$(VENDOR).log
+	@grep -q '^@@@ end' $(BUILD)/debug-$(VENDOR).out && echo "debug-check: no kernel report on $(VENDOR)"
+
 clean:
-	rm -rf $(BUILD)/kobj $(BUILD)/kseries $(EXITLOAD) $(KESIO) tests/__pycache__
+	rm -rf $(BUILD)/kobj $(BUILD)/kdebug $(BUILD)/kseries $(EXITLOAD) $(KESIO) tests/__pycache__
 
 distclean:
 	rm -rf $(BUILD)

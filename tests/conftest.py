@@ -25,6 +25,7 @@ class GuestRun:
         self.stdout = stdout
         self.stderr = stderr
         self.status = status
+        self.console = ""
         self.sections: dict[str, str] = {}
         name = None
         for line in stdout.splitlines(keepends=True):
@@ -40,24 +41,27 @@ class GuestRun:
         return self.sections[name]
 
 
-_runs: dict[tuple[str, str, str], GuestRun] = {}
+_runs: dict[tuple[str, str, str, str], GuestRun] = {}
 
 
-def boot(vendor: str, command: str = "kes-e2e", append: str = "") -> GuestRun:
-    """Boot once per (vendor, command, append) and split the output."""
-    key = (vendor, command, append)
+def boot(vendor: str, command: str = "kes-e2e", append: str = "",
+         kernel: Path | None = None) -> GuestRun:
+    """Boot once per (vendor, command, append, kernel); split the output."""
+    key = (vendor, command, append, str(kernel))
     if key not in _runs:
-        tag = f"{vendor}-{command.split()[0]}"
+        tag = f"{vendor}-{command.split()[0]}" + ("-debug" if kernel else "")
         log = BUILD / f"e2e-{tag}.log"
         cmd = [str(ROOT / "tests" / "run-in-vm"), "--vendor", vendor,
                "--timeout", "900", "--log", str(log), "--append", append,
                "--add", str(BUILD / "exitload"), "--add", str(BUILD / "kes-io"),
                "--add", str(ROOT / "tests" / "guest" / "kes-e2e"),
                "--add", str(ROOT / "tests" / "guest" / "kes-boot-off"),
+               *(["--kernel", str(kernel)] if kernel else []),
                "--", command]
         p = subprocess.run(cmd, capture_output=True, text=True)
         (BUILD / f"e2e-{tag}.out").write_text(p.stdout)
         _runs[key] = GuestRun(vendor, p.stdout, p.stderr, p.returncode)
+        _runs[key].console = log.read_text(errors="replace") if log.exists() else ""
     return _runs[key]
 
 
