@@ -240,3 +240,18 @@ def test_module_parameter_switches_accounting(run: GuestRun) -> None:
     cpuid = NAMES[vendor_of(run)]["cpuid"]
     assert stats(run, "P-on").count(cpuid) == \
         stats(run, "D-after").count(cpuid) + 7
+
+
+def test_exception_and_shutdown_exits(run: GuestRun) -> None:
+    # UD2 with no IDT: a #UD intercept, then a triple fault (shutdown).
+    assert run["U-status"].strip() == "0"
+    files = dumps(run["U"])
+    vm = parse(files["exit_stats"])
+    assert vm.total.count == int(files["exits"])
+    if vendor_of(run) == "SVM":
+        assert_counts(vm, {"cpuid": 3, "UD_excp": 1, "shutdown": 1})
+        assert vm.rows["UD_excp"].reason == 0x46
+    else:
+        assert_counts(vm, {"CPUID": 3, "TRIPLE_FAULT": 1})
+        assert vm.count("EXCEPTION_NMI") >= 1
+    assert all(" " not in name for name in vm.rows)

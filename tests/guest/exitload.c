@@ -6,7 +6,7 @@
  * writes to userspace, N RDMSR and N WRMSR of MSR_IA32_MISC_ENABLE (which KVM
  * always intercepts), optionally N x2APIC ICR writes (handled in the VMX
  * fastpath, needs the in-kernel irqchip) and N HLTs, then a write to the
- * "done" port.  With --dump the VM's debugfs files are printed before the VM
+ * "done" port (or, with --ud, a UD2 that ends in a triple fault).  With --dump the VM's debugfs files are printed before the VM
  * is destroyed; with --wait FILE the VM stays alive (its vCPUs idle) until
  * FILE exists.  Works on VMX and SVM alike.
  */
@@ -37,6 +37,7 @@ struct params {
 	uint32_t cpuid, io, rdmsr, wrmsr;
 	uint32_t misc_lo, misc_hi;
 	uint32_t icr, hlt;
+	uint32_t ud;
 };
 
 extern const unsigned char guest_code[], guest_code_end[];
@@ -92,9 +93,12 @@ asm(".pushsection .rodata\n"
     "	hlt\n"
     "	dec %esi\n"
     "	jmp 11b\n"
-    "12:	mov $0xf1, %dx\n"		/* done */
+    "12:	cmpl $0, 0x520\n"		/* ud2: #UD, then a triple fault */
+    "	je 13f\n"
+    "	ud2\n"
+    "13:	mov $0xf1, %dx\n"		/* done */
     "	out %al, %dx\n"
-    "	jmp 12b\n"
+    "	jmp 13b\n"
     "guest_code_end:\n"
     ".code64\n"
     ".popsection\n");
@@ -124,6 +128,8 @@ static void usage(FILE *out, int status)
 		"  -w, --wrmsr N    WRMSR of MSR_IA32_MISC_ENABLE per vCPU\n"
 		"  -x, --icr N      enable x2APIC (one WRMSR), then N ICR writes (in-kernel irqchip)\n"
 		"  -H, --hlt N      HLT instructions per vCPU (not with --icr)\n"
+		"  -u, --ud         end with UD2 instead of the 'done' write: #UD, then a\n"
+		"                   triple fault (no IDT) and KVM_EXIT_SHUTDOWN\n"
 		"  -v, --vcpus N    vCPUs, each running the workload (default 1)\n"
 		"  -d, --dump       print the VM's debugfs exit_stats and exits before exit\n"
 		"  -W, --wait FILE  after the workload, print 'ready' and keep the VM until FILE exists\n"
@@ -179,6 +185,10 @@ static void *vcpu_thread(void *arg)
 		case KVM_EXIT_HLT:
 			v->hlt++;
 			break;
+		case KVM_EXIT_SHUTDOWN:
+			if (!params.ud)
+				v->error = "unexpected shutdown";
+			return NULL;
 		default:
 			fprintf(stderr, "exitload: unexpected exit reason %u\n",
 				v->run->exit_reason);
@@ -262,6 +272,7 @@ int main(int argc, char **argv)
 		{ "wrmsr", required_argument, NULL, 'w' },
 		{ "icr", required_argument, NULL, 'x' },
 		{ "hlt", required_argument, NULL, 'H' },
+		{ "ud", no_argument, NULL, 'u' },
 		{ "vcpus", required_argument, NULL, 'v' },
 		{ "dump", no_argument, NULL, 'd' },
 		{ "wait", required_argument, NULL, 'W' },
@@ -276,7 +287,7 @@ int main(int argc, char **argv)
 	int dump_files = 0, c, failed = 0;
 	void *mem;
 
-	while ((c = getopt_long(argc, argv, "c:i:r:w:x:H:v:dW:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:i:r:w:x:H:uv:dW:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': params.cpuid = number(optarg, UINT32_MAX); break;
 		case 'i': params.io = number(optarg, UINT32_MAX); break;
@@ -284,6 +295,7 @@ int main(int argc, char **argv)
 		case 'w': params.wrmsr = number(optarg, UINT32_MAX); break;
 		case 'x': params.icr = number(optarg, UINT32_MAX); break;
 		case 'H': params.hlt = number(optarg, UINT32_MAX); break;
+		case 'u': params.ud = 1; break;
 		case 'v': nvcpus = number(optarg, MAX_VCPUS); break;
 		case 'd': dump_files = 1; break;
 		case 'W': wait_file = optarg; break;
