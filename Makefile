@@ -1,5 +1,6 @@
 # kvm-exit-stats -- see README.md.
 #
+#   make / make viewer build userspace/kvm-exitstat (make install: PREFIX)
 #   make demo          boot the patched kernel under emulation and show
 #                      exit_stats of a sample guest (VENDOR=svm|vmx|vmx-ept)
 #   make test          everything: series checks, KUnit, end-to-end on SVM and VMX
@@ -24,10 +25,47 @@ EXITLOAD := $(BUILD)/exitload
 KESIO    := $(BUILD)/kes-io
 GUEST_CFLAGS := -static -O2 -std=gnu11 -Wall -Wextra -Werror
 
-.PHONY: all deps kernel-tree series kernel checkpatch check-series exitload \
-	demo test debug-check clean distclean
+PREFIX  ?= /usr/local
+DESTDIR ?=
+VIEWER  := userspace/kvm-exitstat
+VIEWER_SRC := userspace/kvm-exitstat.c userspace/exitstats.c userspace/exitstats.h
+# pkg-config runs in the recipes: `deps` may only just have installed it.
+VIEWER_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g $$(pkg-config --cflags smartcols)
+VIEWER_LIBS := $$(pkg-config --libs smartcols) -lm
+ASAN_VIEWER := $(BUILD)/kvm-exitstat-asan
+FUZZER  := $(BUILD)/fuzz_parse
+FUZZ_SECONDS ?= 60
 
-all: kernel exitload
+.PHONY: all viewer install deps kernel-tree series kernel checkpatch \
+	check-series exitload demo test debug-check fuzz clean distclean
+
+all: viewer
+
+viewer: $(VIEWER)
+
+$(VIEWER): $(VIEWER_SRC) | deps
+	$(CC) $(VIEWER_CFLAGS) -o $@ userspace/kvm-exitstat.c userspace/exitstats.c $(VIEWER_LIBS)
+
+# The viewer with AddressSanitizer and UBSan, for the tests.
+$(ASAN_VIEWER): $(VIEWER_SRC) | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(VIEWER_CFLAGS) -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
+		-fno-omit-frame-pointer -o $@ userspace/kvm-exitstat.c userspace/exitstats.c $(VIEWER_LIBS)
+
+$(FUZZER): userspace/fuzz/fuzz_parse.c userspace/exitstats.c userspace/exitstats.h | deps
+	@mkdir -p $(BUILD)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-o $@ userspace/fuzz/fuzz_parse.c userspace/exitstats.c
+
+# Fuzz the parser for FUZZ_SECONDS (corpus: userspace/fuzz/corpus).
+fuzz: $(FUZZER)
+	@mkdir -p $(BUILD)/fuzz-corpus
+	$(FUZZER) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		$(BUILD)/fuzz-corpus userspace/fuzz/corpus
+
+install: $(VIEWER)
+	install -D -m 0755 $(VIEWER) $(DESTDIR)$(PREFIX)/bin/kvm-exitstat
+	install -D -m 0644 userspace/kvm-exitstat.1 $(DESTDIR)$(PREFIX)/share/man/man1/kvm-exitstat.1
 
 deps:
 	@tests/install-deps
@@ -58,11 +96,11 @@ $(KESIO): tests/guest/kes-io.c | deps
 	$(CC) $(GUEST_CFLAGS) -o $@ $<
 
 # A realistic mix: CPUID, port IO to userspace, MSR accesses, HLT, on 2 vCPUs.
-demo: kernel exitload
-	@tests/run-in-vm --vendor $(VENDOR) --add $(EXITLOAD) -- \
-		'exitload --cpuid 5000 --io 300 --rdmsr 200 --wrmsr 100 --hlt 50 --vcpus 2 >/dev/null && cat /sys/kernel/debug/kvm/exit_stats'
+demo: kernel exitload $(VIEWER)
+	@tests/run-in-vm --vendor $(VENDOR) --add $(EXITLOAD) --add $(VIEWER) -- \
+		'exitload --cpuid 5000 --io 300 --rdmsr 200 --wrmsr 100 --hlt 50 --vcpus 2 >/dev/null && cat /sys/kernel/debug/kvm/exit_stats && echo && kvm-exitstat'
 
-test: kernel exitload
+test: kernel exitload $(VIEWER) $(ASAN_VIEWER) $(FUZZER)
 	$(PYTHON) -m pytest -c tests/pytest.ini tests $(PYTEST_ARGS)
 
 debug-check: deps exitload
@@ -74,7 +112,8 @@ debug-check: deps exitload
 	@grep -q '^@@@ end' $(BUILD)/debug-$(VENDOR).out && echo "debug-check: no kernel report on $(VENDOR)"
 
 clean:
-	rm -rf $(BUILD)/kobj $(BUILD)/kdebug $(BUILD)/kseries $(EXITLOAD) $(KESIO) tests/__pycache__
+	rm -rf $(BUILD)/kobj $(BUILD)/kdebug $(BUILD)/kseries $(EXITLOAD) $(KESIO) \
+		$(VIEWER) $(ASAN_VIEWER) $(FUZZER) tests/__pycache__
 
 distclean:
 	rm -rf $(BUILD)

@@ -56,6 +56,7 @@ def boot(vendor: str, command: str = "kes-e2e", append: str = "",
                "--add", str(BUILD / "exitload"), "--add", str(BUILD / "kes-io"),
                "--add", str(ROOT / "tests" / "guest" / "kes-e2e"),
                "--add", str(ROOT / "tests" / "guest" / "kes-boot-off"),
+               "--add", str(ROOT / "userspace" / "kvm-exitstat"),
                *(["--kernel", str(kernel)] if kernel else []),
                "--", command]
         p = subprocess.run(cmd, capture_output=True, text=True)

@@ -255,3 +255,58 @@ def test_exception_and_shutdown_exits(run: GuestRun) -> None:
         assert_counts(vm, {"CPUID": 3, "TRIPLE_FAULT": 1})
         assert vm.count("EXCEPTION_NMI") >= 1
     assert all(" " not in name for name in vm.rows)
+
+
+def viewer_counts(text: str) -> dict[str, int]:
+    return {ln.split()[0]: int(ln.split()[1]) for ln in text.splitlines()}
+
+
+def test_viewer_scopes_match_debugfs(run: GuestRun) -> None:
+    def counts(section: str) -> dict[str, int]:
+        s = stats(run, section)
+        return {**{n: r.count for n, r in s.rows.items()}, "TOTAL": s.total.count}
+    assert viewer_counts(run["viewer-vm1"]) == counts("R0-vm1")
+    assert viewer_counts(run["viewer-pid1"]) == counts("R0-vm1")
+    assert viewer_counts(run["viewer-vm1-vcpu1"]) == counts("R0-vm1-vcpu1")
+    assert viewer_counts(run["viewer-global"]) == counts("R0-global")
+    cpuid = NAMES[vendor_of(run)]["cpuid"]
+    assert viewer_counts(run["viewer-vm1"])[cpuid] == 600
+    rows = {r["reason"]: r for r in
+            __import__("json").loads(run["viewer-json"])["exit_stats"]}
+    assert rows[cpuid]["count"] == 600
+    assert rows[cpuid]["total"] == stats(run, "R0-vm1").rows[cpuid].cycles
+
+
+def test_viewer_reset(run: GuestRun) -> None:
+    lines = run["viewer-reset"].splitlines()
+    assert lines[0] == "reset 0"
+    assert lines[1].split() == ["TOTAL", "0"]
+    assert lines[2] == ("nonroot kvm-exitstat: /sys/kernel/debug/kvm/exit_stats: "
+                        "Permission denied (exit_stats is for root only: run as root)")
+    assert lines[3] == "1"
+
+
+def test_viewer_live_deltas_while_guest_runs(run: GuestRun) -> None:
+    out = run["viewer-live"]
+    assert out.strip().endswith("status 0")
+    blocks = out.strip().rsplit("\n", 1)[0].split("\n\n")
+    assert len(blocks) == 3
+    cpuid = NAMES[vendor_of(run)]["cpuid"]
+    busy = 0
+    for b in blocks:
+        head, cols, *rows = b.splitlines()
+        seconds = float(head.split()[1])
+        assert 0.5 < seconds < 5, head
+        assert cols.split() == ["REASON", "COUNT", "RATE", "TOTAL"]
+        table = {r.split()[0]: r.split()[1:] for r in rows}
+        count, rate, total = table[cpuid]
+        assert not count.startswith("-") and not total.startswith("-")
+        assert float(rate) == pytest.approx(int(count) / seconds, rel=2e-3, abs=0.1)
+        busy += int(count) > 0
+    assert busy >= 2, out
+
+
+def test_viewer_explains_missing_debugfs(run: GuestRun) -> None:
+    assert run["viewer-nodebugfs"].splitlines()[-1] == "status 1"
+    assert "debugfs not mounted: mount -t debugfs none /sys/kernel/debug" in \
+        run.stderr

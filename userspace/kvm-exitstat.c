@@ -1,0 +1,940 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * kvm-exitstat - show KVM's per-reason VM-Exit statistics as a table.
+ *
+ * Reads /sys/kernel/debug/kvm/exit_stats (or a VM's, a vCPU's, or a saved
+ * copy), and prints it with libsmartcols as a table or JSON, or as CSV or
+ * Prometheus text.  With --interval it prints the change between reads.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <libsmartcols.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "exitstats.h"
+
+#ifndef VERSION
+#define VERSION "0.1.0"
+#endif
+
+#define DEBUGFS		"/sys/kernel/debug"
+#define KVM_DIR		DEBUGFS "/kvm"
+#define STATS		"exit_stats"
+#define DEBUGFS_MAGIC	0x64626720
+#define MAX_FILE_SIZE	(16 << 20)
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+enum {
+	COL_REASON, COL_NR, COL_COUNT, COL_COUNT_PCT, COL_RATE, COL_TOTAL,
+	COL_TIME_PCT, COL_MIN, COL_AVG, COL_MAX, COL_P50, COL_P90, COL_P99,
+	NCOLS
+};
+
+enum kind { K_TEXT, K_COUNT, K_PCT, K_RATE, K_TIME };
+
+struct colinfo {
+	const char *name;
+	double whint;
+	int flags;
+	enum kind kind;
+	const char *help;
+};
+
+static const struct colinfo cols[NCOLS] = {
+	[COL_REASON]	= { "REASON", 0.2, 0, K_TEXT, "exit reason name" },
+	[COL_NR]	= { "NR", 4, SCOLS_FL_RIGHT, K_TEXT, "exit reason number (VMX basic reason, SVM exit code)" },
+	[COL_COUNT]	= { "COUNT", 6, SCOLS_FL_RIGHT, K_COUNT, "number of exits" },
+	[COL_COUNT_PCT]	= { "COUNT%", 6, SCOLS_FL_RIGHT, K_PCT, "share of all exits" },
+	[COL_RATE]	= { "RATE", 6, SCOLS_FL_RIGHT, K_RATE, "exits per second (--interval)" },
+	[COL_TOTAL]	= { "TOTAL", 8, SCOLS_FL_RIGHT, K_TIME, "time spent handling these exits" },
+	[COL_TIME_PCT]	= { "TIME%", 6, SCOLS_FL_RIGHT, K_PCT, "share of all handling time" },
+	[COL_MIN]	= { "MIN", 6, SCOLS_FL_RIGHT, K_TIME, "shortest handling time" },
+	[COL_AVG]	= { "AVG", 6, SCOLS_FL_RIGHT, K_TIME, "average handling time" },
+	[COL_MAX]	= { "MAX", 6, SCOLS_FL_RIGHT, K_TIME, "longest handling time" },
+	[COL_P50]	= { "P50", 6, SCOLS_FL_RIGHT, K_TIME, "median, from the log2 histogram (bucket upper bound)" },
+	[COL_P90]	= { "P90", 6, SCOLS_FL_RIGHT, K_TIME, "90th percentile, from the histogram" },
+	[COL_P99]	= { "P99", 6, SCOLS_FL_RIGHT, K_TIME, "99th percentile, from the histogram" },
+};
+
+static const int default_cols[] = {
+	COL_REASON, COL_COUNT, COL_COUNT_PCT, COL_TOTAL, COL_TIME_PCT,
+	COL_MIN, COL_AVG, COL_MAX, COL_P50, COL_P99,
+};
+
+static const int live_cols[] = {
+	COL_REASON, COL_COUNT, COL_RATE, COL_TOTAL, COL_TIME_PCT, COL_AVG,
+	COL_P50, COL_P99,
+};
+
+enum sortkey { S_COUNT, S_TOTAL, S_AVG, S_MIN, S_MAX, S_P99, S_NAME, S_REASON };
+
+static const char *const sortkeys[] = {
+	[S_COUNT] = "count", [S_TOTAL] = "total", [S_AVG] = "avg",
+	[S_MIN] = "min", [S_MAX] = "max", [S_P99] = "p99",
+	[S_NAME] = "name", [S_REASON] = "reason",
+};
+
+enum format { F_TABLE, F_JSON, F_CSV, F_PROM };
+enum unit { U_CYCLES, U_NS, U_US, U_MS };
+
+static const char *const unit_names[] = { "cycles", "ns", "us", "ms" };
+
+struct opts {
+	const char *file;
+	const char *vm;
+	long pid;
+	long vcpu;
+	int cols[NCOLS * 2];
+	size_t ncols;
+	enum sortkey sort;
+	bool reverse, sort_set;
+	bool skip_zero, noheadings, raw, reset;
+	long top;
+	enum format format;
+	enum unit unit;
+	double interval;
+	long count;
+};
+
+static const char *prog = "kvm-exitstat";
+static volatile sig_atomic_t stop;
+
+static void __attribute__((format(printf, 2, 3), noreturn))
+die(int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(status);
+}
+
+static void usage(FILE *out)
+{
+	size_t i;
+
+	fprintf(out,
+		"Usage:\n"
+		" %s [options]\n\n"
+		"Show KVM's per-reason VM-Exit statistics (debugfs exit_stats).\n\n"
+		"Scope (default: every VM of the host, destroyed ones included):\n"
+		" -p, --pid PID          all VMs of a process\n"
+		"     --vm PID-FD        one VM (a directory under " KVM_DIR ")\n"
+		"     --vcpu N           one vCPU of --vm\n"
+		" -f, --file FILE        read a saved exit_stats file ('-' for stdin)\n\n"
+		"Output:\n"
+		" -o, --output LIST      columns to show ('+LIST' adds to the default)\n"
+		" -s, --sort KEY         sort by KEY ('-KEY' reverses)\n"
+		" -r, --reverse          reverse the sort order\n"
+		" -t, --top N            show the first N rows only\n"
+		" -z, --skip-zero        hide reasons without exits\n"
+		" -n, --noheadings       don't print headings\n"
+		" -u, --unit UNIT        time unit: cycles, ns (default), us or ms\n"
+		"     --raw              exact integers: cycles, no rounding\n"
+		" -J, --json             JSON output\n"
+		"     --csv              CSV output\n"
+		"     --prometheus       Prometheus text exposition format\n\n"
+		"Live:\n"
+		" -i, --interval SEC     print the change every SEC seconds\n"
+		" -c, --count N          stop after N intervals\n\n"
+		"Other:\n"
+		"     --reset            reset the counters of the scope (root)\n"
+		" -h, --help             display this help\n"
+		" -V, --version          display version\n\n"
+		"Available output columns:\n", prog);
+	for (i = 0; i < NCOLS; i++)
+		fprintf(out, " %8s  %s\n", cols[i].name, cols[i].help);
+	fprintf(out, "\nSort keys:");
+	for (i = 0; i < sizeof(sortkeys) / sizeof(sortkeys[0]); i++)
+		fprintf(out, " %s", sortkeys[i]);
+	fprintf(out, "\n\nFor more details see kvm-exitstat(1).\n");
+	exit(out == stdout ? EXIT_OK : EXIT_USAGE);
+}
+
+static long parse_long(const char *s, const char *what, long min, long max)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		die(EXIT_USAGE, "invalid %s '%s' (expected %ld..%ld)", what, s,
+		    min, max);
+	return v;
+}
+
+static int column_id(const char *name, size_t len)
+{
+	int i;
+
+	for (i = 0; i < NCOLS; i++)
+		if (strlen(cols[i].name) == len &&
+		    !strncasecmp(cols[i].name, name, len))
+			return i;
+	return -1;
+}
+
+static void parse_columns(struct opts *o, const char *list)
+{
+	const char *p = list;
+
+	if (*p == '+')
+		p++;
+	else
+		o->ncols = 0;
+	if (!*p)
+		die(EXIT_USAGE, "empty column list");
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		int id = column_id(p, len);
+
+		if (id < 0)
+			die(EXIT_USAGE, "unknown column '%.*s' (see --help)", (int)len, p);
+		if (o->ncols == sizeof(o->cols) / sizeof(o->cols[0]))
+			die(EXIT_USAGE, "too many columns");
+		o->cols[o->ncols++] = id;
+		p += len;
+		if (*p == ',' && !*++p)
+			die(EXIT_USAGE, "trailing ',' in column list");
+	}
+}
+
+static void parse_sort(struct opts *o, const char *key)
+{
+	size_t i;
+
+	if (*key == '-') {
+		o->reverse = !o->reverse;
+		key++;
+	}
+	for (i = 0; i < sizeof(sortkeys) / sizeof(sortkeys[0]); i++) {
+		if (!strcasecmp(key, sortkeys[i])) {
+			o->sort = i;
+			o->sort_set = true;
+			return;
+		}
+	}
+	die(EXIT_USAGE, "unknown sort key '%s' (see --help)", key);
+}
+
+/* ----- input ----- */
+
+static bool is_debugfs_mounted(void)
+{
+	struct statfs sfs;
+
+	return !statfs(DEBUGFS, &sfs) && (unsigned long)sfs.f_type == DEBUGFS_MAGIC;
+}
+
+/* Explain why a debugfs path could not be opened, and how to fix it. */
+static void __attribute__((noreturn)) die_open(const char *path, int err)
+{
+	struct stat st;
+
+	if (err == EACCES || err == EPERM)
+		die(EXIT_RUNTIME, "%s: %s (exit_stats is for root only: run as root)",
+		    path, strerror(err));
+	if (err == ENOENT && strncmp(path, DEBUGFS "/", strlen(DEBUGFS) + 1) == 0) {
+		if (!is_debugfs_mounted())
+			die(EXIT_RUNTIME, "%s: debugfs not mounted: mount -t debugfs none " DEBUGFS,
+			    path);
+		if (stat(KVM_DIR, &st))
+			die(EXIT_RUNTIME, "%s: KVM is not loaded (no " KVM_DIR ")", path);
+		if (stat(KVM_DIR "/" STATS, &st))
+			die(EXIT_RUNTIME, "%s: kernel without kvm exit_stats support (CONFIG_KVM_EXIT_STATS)",
+			    path);
+	}
+	die(EXIT_RUNTIME, "%s: %s", path, strerror(err));
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
+	size_t cap = 65536, n = 0;
+	char *buf;
+
+	if (!f)
+		die_open(path, errno);
+	buf = malloc(cap);
+	if (!buf)
+		die(EXIT_RUNTIME, "out of memory");
+	for (;;) {
+		size_t r;
+
+		if (n == cap) {
+			if (cap >= MAX_FILE_SIZE)
+				die(EXIT_RUNTIME, "%s: larger than %d MiB: not an exit_stats file",
+				    path, MAX_FILE_SIZE >> 20);
+			cap *= 2;
+			buf = realloc(buf, cap);
+			if (!buf)
+				die(EXIT_RUNTIME, "out of memory");
+		}
+		r = fread(buf + n, 1, cap - n, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	if (ferror(f))
+		die(EXIT_RUNTIME, "%s: %s", path, strerror(errno));
+	if (f != stdin)
+		fclose(f);
+	*len = n;
+	return buf;
+}
+
+static void read_one(const char *path, struct es_stats *st)
+{
+	char err[256];
+	size_t len;
+	char *buf = slurp(path, &len);
+
+	if (es_parse(buf, len, st, err, sizeof(err)))
+		die(EXIT_RUNTIME, "%s: %s", strcmp(path, "-") ? path : "<stdin>", err);
+	free(buf);
+}
+
+/* Paths of the files that make up the scope; returns how many. */
+static size_t scope_paths(const struct opts *o, char ***out)
+{
+	char **paths = NULL;
+	size_t n = 0;
+
+	if (o->pid >= 0) {
+		char prefix[32];
+		struct dirent *d;
+		DIR *dir = opendir(KVM_DIR);
+
+		if (!dir)
+			die_open(KVM_DIR "/" STATS, errno);
+		snprintf(prefix, sizeof(prefix), "%ld-", o->pid);
+		while ((d = readdir(dir))) {
+			if (strncmp(d->d_name, prefix, strlen(prefix)))
+				continue;
+			paths = realloc(paths, (n + 1) * sizeof(*paths));
+			if (!paths || asprintf(&paths[n], KVM_DIR "/%s/" STATS, d->d_name) < 0)
+				die(EXIT_RUNTIME, "out of memory");
+			n++;
+		}
+		closedir(dir);
+		if (!n)
+			die(EXIT_RUNTIME, "process %ld has no VM (no " KVM_DIR "/%s*)",
+			    o->pid, prefix);
+		*out = paths;
+		return n;
+	}
+
+	paths = malloc(sizeof(*paths));
+	if (!paths)
+		die(EXIT_RUNTIME, "out of memory");
+	if (o->file)
+		paths[0] = strdup(o->file);
+	else if (o->vm && o->vcpu >= 0)
+		(void)!asprintf(&paths[0], KVM_DIR "/%s/vcpu%ld/" STATS, o->vm, o->vcpu);
+	else if (o->vm)
+		(void)!asprintf(&paths[0], KVM_DIR "/%s/" STATS, o->vm);
+	else
+		paths[0] = strdup(KVM_DIR "/" STATS);
+	if (!paths[0])
+		die(EXIT_RUNTIME, "out of memory");
+	*out = paths;
+	return 1;
+}
+
+static void read_scope(const struct opts *o, struct es_stats *st)
+{
+	char **paths;
+	size_t i, n = scope_paths(o, &paths);
+
+	read_one(paths[0], st);
+	for (i = 1; i < n; i++) {
+		struct es_stats more;
+
+		read_one(paths[i], &more);
+		if (strcmp(more.vendor, st->vendor) || more.tsc_khz != st->tsc_khz)
+			die(EXIT_RUNTIME, "%s: vendor or tsc_khz differs from %s",
+			    paths[i], paths[0]);
+		if (es_merge(st, &more))
+			die(EXIT_RUNTIME, "out of memory");
+		es_free(&more);
+	}
+	if (n > 1)
+		es_finish(st);
+	for (i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+}
+
+/* ----- values ----- */
+
+struct view {
+	const struct opts *o;
+	const struct es_stats *st;
+	double seconds;		/* interval for RATE, 0 if none */
+};
+
+static uint64_t quantile_col(const struct es_row *r, int col)
+{
+	return es_quantile(r, col == COL_P50 ? 0.5 : col == COL_P90 ? 0.9 : 0.99);
+}
+
+static uint64_t time_value(const struct es_row *r, int col)
+{
+	switch (col) {
+	case COL_TOTAL: return r->cycles;
+	case COL_MIN: return r->count ? r->min : 0;
+	case COL_AVG: return r->avg;
+	case COL_MAX: return r->max;
+	default: return quantile_col(r, col);
+	}
+}
+
+/* Cycles in the chosen unit, as text. */
+static void fmt_time(const struct view *v, uint64_t cycles, char *buf, size_t len)
+{
+	double khz = (double)v->st->tsc_khz;
+
+	switch (v->o->unit) {
+	case U_CYCLES:
+		snprintf(buf, len, "%llu", (unsigned long long)cycles);
+		break;
+	case U_NS:
+		snprintf(buf, len, "%.0f", (double)cycles * 1e6 / khz);
+		break;
+	case U_US:
+		snprintf(buf, len, "%.3f", (double)cycles * 1e3 / khz);
+		break;
+	case U_MS:
+		snprintf(buf, len, "%.6f", (double)cycles / khz);
+		break;
+	}
+}
+
+static double pct(uint64_t part, uint64_t whole)
+{
+	return whole ? 100.0 * (double)part / (double)whole : 0.0;
+}
+
+/* The text of one cell; false if the cell is empty (null in JSON). */
+static bool cell(const struct view *v, const struct es_row *r, int col,
+		 char *buf, size_t len)
+{
+	const struct es_row *t = &v->st->total;
+
+	switch (col) {
+	case COL_REASON:
+		snprintf(buf, len, "%s", r->name);
+		return true;
+	case COL_NR:
+		if (!r->has_reason)
+			return false;
+		snprintf(buf, len, "%u", r->reason);
+		return true;
+	case COL_COUNT:
+		snprintf(buf, len, "%llu", (unsigned long long)r->count);
+		return true;
+	case COL_COUNT_PCT:
+		snprintf(buf, len, "%.2f", pct(r->count, t->count));
+		return true;
+	case COL_TIME_PCT:
+		snprintf(buf, len, "%.2f", pct(r->cycles, t->cycles));
+		return true;
+	case COL_RATE:
+		if (v->seconds <= 0)
+			return false;
+		snprintf(buf, len, "%.1f", (double)r->count / v->seconds);
+		return true;
+	default:
+		if (!r->count && col != COL_TOTAL)
+			return false;
+		fmt_time(v, time_value(r, col), buf, len);
+		return true;
+	}
+}
+
+static uint64_t sort_value(const struct es_row *r, enum sortkey k)
+{
+	switch (k) {
+	case S_COUNT: return r->count;
+	case S_TOTAL: return r->cycles;
+	case S_AVG: return r->avg;
+	case S_MIN: return r->min;
+	case S_MAX: return r->max;
+	case S_P99: return es_quantile(r, 0.99);
+	case S_REASON: return r->has_reason ? r->reason : UINT64_MAX;
+	default: return 0;
+	}
+}
+
+static enum sortkey g_sort;
+static bool g_reverse;
+
+static int cmp_rows(const void *a, const void *b)
+{
+	const struct es_row *x = a, *y = b;
+	int c;
+
+	if (g_sort == S_NAME) {
+		c = strcmp(x->name, y->name);
+	} else {
+		uint64_t vx = sort_value(x, g_sort), vy = sort_value(y, g_sort);
+
+		c = vx < vy ? -1 : vx > vy;
+		/* Numbers largest first, reason numbers smallest first. */
+		if (g_sort != S_REASON)
+			c = -c;
+		if (!c)
+			c = strcmp(x->name, y->name);
+	}
+	return g_reverse ? -c : c;
+}
+
+/* Sort, drop zero rows, cut to --top; returns the rows to show. */
+static size_t select_rows(const struct opts *o, struct es_stats *st)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < st->nrows; i++)
+		if (!o->skip_zero || st->rows[i].count)
+			st->rows[n++] = st->rows[i];
+	st->nrows = n;
+	g_sort = o->sort;
+	g_reverse = o->reverse;
+	qsort(st->rows, st->nrows, sizeof(st->rows[0]), cmp_rows);
+	if (o->top >= 0 && (size_t)o->top < st->nrows)
+		return o->top;
+	return st->nrows;
+}
+
+/* ----- output ----- */
+
+static void print_scols(const struct view *v, size_t nrows)
+{
+	const struct opts *o = v->o;
+	struct libscols_table *tb = scols_new_table();
+	char buf[64];
+	size_t i, c;
+
+	if (!tb)
+		die(EXIT_RUNTIME, "out of memory");
+	scols_table_enable_noheadings(tb, o->noheadings);
+	if (o->format == F_JSON) {
+		scols_table_enable_json(tb, 1);
+		scols_table_set_name(tb, "exit_stats");
+	}
+	for (c = 0; c < o->ncols; c++) {
+		const struct colinfo *ci = &cols[o->cols[c]];
+		struct libscols_column *cl;
+
+		cl = scols_table_new_column(tb, ci->name, ci->whint, ci->flags);
+		if (!cl)
+			die(EXIT_RUNTIME, "out of memory");
+		if (o->format == F_JSON)
+			scols_column_set_json_type(cl, ci->kind == K_TEXT &&
+						   o->cols[c] != COL_NR ?
+						   SCOLS_JSON_STRING : SCOLS_JSON_NUMBER);
+	}
+	for (i = 0; i <= nrows; i++) {
+		const struct es_row *r = i < nrows ? &v->st->rows[i] : &v->st->total;
+		struct libscols_line *ln = scols_table_new_line(tb, NULL);
+
+		if (!ln)
+			die(EXIT_RUNTIME, "out of memory");
+		for (c = 0; c < o->ncols; c++)
+			if (cell(v, r, o->cols[c], buf, sizeof(buf)) &&
+			    scols_line_set_data(ln, c, buf))
+				die(EXIT_RUNTIME, "out of memory");
+	}
+	scols_print_table(tb);
+	scols_unref_table(tb);
+}
+
+static void csv_field(const char *s)
+{
+	if (!strpbrk(s, ",\"\n")) {
+		fputs(s, stdout);
+		return;
+	}
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"')
+			putchar('"');
+		putchar(*s);
+	}
+	putchar('"');
+}
+
+static void print_csv(const struct view *v, size_t nrows)
+{
+	const struct opts *o = v->o;
+	char buf[64];
+	size_t i, c;
+
+	if (!o->noheadings) {
+		for (c = 0; c < o->ncols; c++)
+			printf("%s%s", c ? "," : "", cols[o->cols[c]].name);
+		putchar('\n');
+	}
+	for (i = 0; i <= nrows; i++) {
+		const struct es_row *r = i < nrows ? &v->st->rows[i] : &v->st->total;
+
+		for (c = 0; c < o->ncols; c++) {
+			if (c)
+				putchar(',');
+			if (cell(v, r, o->cols[c], buf, sizeof(buf)))
+				csv_field(buf);
+		}
+		putchar('\n');
+	}
+}
+
+static void prom_series(const char *name, const struct es_stats *st,
+			const struct es_row *r, const char *le)
+{
+	const char *s;
+
+	printf("%s{vendor=\"%s\",reason=\"", name, st->vendor);
+	for (s = r->name; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			putchar('\\');
+		putchar(*s);
+	}
+	printf("\"");
+	if (r->has_reason)
+		printf(",nr=\"%u\"", r->reason);
+	if (le)
+		printf(",le=\"%s\"", le);
+	printf("} ");
+}
+
+/* Text exposition format: counters and a histogram in seconds. */
+static void print_prometheus(const struct view *v, size_t nrows)
+{
+	const struct es_stats *st = v->st;
+	double hz = (double)st->tsc_khz * 1e3;
+	char le[32];
+	size_t i;
+	int b;
+
+	printf("# HELP kvm_exits_total VM-Exits handled by KVM, by exit reason.\n"
+	       "# TYPE kvm_exits_total counter\n");
+	for (i = 0; i < nrows; i++) {
+		prom_series("kvm_exits_total", st, &st->rows[i], NULL);
+		printf("%llu\n", (unsigned long long)st->rows[i].count);
+	}
+	printf("# HELP kvm_exit_handling_seconds Time KVM took to handle a VM-Exit, log2 buckets.\n"
+	       "# TYPE kvm_exit_handling_seconds histogram\n");
+	for (i = 0; i < nrows; i++) {
+		const struct es_row *r = &st->rows[i];
+		uint64_t cum = 0;
+
+		/* Bucket b counts cycles below 2^b; the last one is open. */
+		for (b = 0; b < ES_HIST - 1; b++) {
+			cum += r->hist[b];
+			snprintf(le, sizeof(le), "%.6g", (double)(1ULL << b) / hz);
+			prom_series("kvm_exit_handling_seconds_bucket", st, r, le);
+			printf("%llu\n", (unsigned long long)cum);
+		}
+		prom_series("kvm_exit_handling_seconds_bucket", st, r, "+Inf");
+		printf("%llu\n", (unsigned long long)r->count);
+		prom_series("kvm_exit_handling_seconds_sum", st, r, NULL);
+		printf("%.9g\n", (double)r->cycles / hz);
+		prom_series("kvm_exit_handling_seconds_count", st, r, NULL);
+		printf("%llu\n", (unsigned long long)r->count);
+	}
+}
+
+static void print_stats(const struct view *v)
+{
+	size_t n = select_rows(v->o, (struct es_stats *)v->st);
+
+	switch (v->o->format) {
+	case F_CSV:
+		print_csv(v, n);
+		break;
+	case F_PROM:
+		print_prometheus(v, n);
+		break;
+	default:
+		print_scols(v, n);
+		break;
+	}
+}
+
+/* ----- live mode ----- */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static const struct es_row *find_row(const struct es_stats *st,
+				     const struct es_row *r)
+{
+	size_t i;
+
+	for (i = 0; i < st->nrows; i++)
+		if (st->rows[i].has_reason == r->has_reason &&
+		    st->rows[i].reason == r->reason &&
+		    !strcmp(st->rows[i].name, r->name))
+			return &st->rows[i];
+	return NULL;
+}
+
+/*
+ * @cur minus @prev into @delta.  Returns false when the counters went back,
+ * i.e. were reset between the reads: then @delta is @cur, all since reset.
+ */
+static bool stats_delta(const struct es_stats *prev, const struct es_stats *cur,
+			struct es_stats *delta)
+{
+	size_t i;
+	int b;
+
+	*delta = *cur;
+	delta->rows = malloc((cur->nrows ? cur->nrows : 1) * sizeof(*delta->rows));
+	if (!delta->rows)
+		die(EXIT_RUNTIME, "out of memory");
+	memcpy(delta->rows, cur->rows, cur->nrows * sizeof(*delta->rows));
+	if (cur->since_ns < prev->since_ns)
+		return false;
+	for (i = 0; i < cur->nrows; i++) {
+		const struct es_row *p = find_row(prev, &cur->rows[i]);
+		struct es_row *d = &delta->rows[i];
+
+		if (!p)
+			continue;
+		if (p->count > d->count || p->cycles > d->cycles) {
+			memcpy(delta->rows, cur->rows, cur->nrows * sizeof(*delta->rows));
+			return false;
+		}
+		d->count -= p->count;
+		d->cycles -= p->cycles;
+		for (b = 0; b < ES_HIST; b++)
+			d->hist[b] -= p->hist[b] <= d->hist[b] ? p->hist[b] : d->hist[b];
+	}
+	for (i = 0; i < prev->nrows; i++)
+		if (!find_row(cur, &prev->rows[i]))
+			return false;	/* a row vanished: reset */
+	return true;
+}
+
+static void live(struct opts *o)
+{
+	struct es_stats prev, cur, delta;
+	struct sigaction sa = { .sa_handler = on_signal };
+	long n;
+
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	read_scope(o, &prev);
+	for (n = 0; !stop && (o->count < 0 || n < o->count); n++) {
+		struct timespec ts = {
+			.tv_sec = (time_t)o->interval,
+			.tv_nsec = (long)((o->interval - (double)(time_t)o->interval) * 1e9),
+		};
+		struct view v = { o, &delta, 0 };
+		bool cont;
+		char when[16];
+		time_t now;
+
+		while (nanosleep(&ts, &ts) && errno == EINTR && !stop)
+			;
+		if (stop)
+			break;
+		read_scope(o, &cur);
+		cont = stats_delta(&prev, &cur, &delta);
+		v.seconds = (double)(cont ? cur.since_ns - prev.since_ns
+				     : cur.since_ns) / 1e9;
+		es_finish(&delta);
+		if (o->format == F_TABLE) {
+			now = time(NULL);
+			strftime(when, sizeof(when), "%H:%M:%S", localtime(&now));
+			printf("%s%s  %.3f s%s\n", n ? "\n" : "", when, v.seconds,
+			       cont ? "" : "  (counters were reset)");
+		}
+		print_stats(&v);
+		fflush(stdout);
+		es_free(&delta);
+		es_free(&prev);
+		prev = cur;
+	}
+	es_free(&prev);
+}
+
+static void reset(const struct opts *o)
+{
+	char **paths;
+	size_t i, n = scope_paths(o, &paths);
+
+	for (i = 0; i < n; i++) {
+		FILE *f = fopen(paths[i], "w");
+
+		if (!f)
+			die_open(paths[i], errno);
+		if (fputs("0\n", f) == EOF || fclose(f) == EOF)
+			die(EXIT_RUNTIME, "cannot reset %s: %s", paths[i], strerror(errno));
+		free(paths[i]);
+	}
+	free(paths);
+}
+
+static void close_stdout(void)
+{
+	if (fflush(stdout) || ferror(stdout) || fclose(stdout))
+		die(EXIT_RUNTIME, "write error: %s", strerror(errno ? errno : EIO));
+}
+
+int main(int argc, char **argv)
+{
+	enum { OPT_VM = 256, OPT_VCPU, OPT_RAW, OPT_CSV, OPT_PROM, OPT_RESET };
+	static const struct option longopts[] = {
+		{ "pid", required_argument, NULL, 'p' },
+		{ "vm", required_argument, NULL, OPT_VM },
+		{ "vcpu", required_argument, NULL, OPT_VCPU },
+		{ "file", required_argument, NULL, 'f' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "sort", required_argument, NULL, 's' },
+		{ "reverse", no_argument, NULL, 'r' },
+		{ "top", required_argument, NULL, 't' },
+		{ "skip-zero", no_argument, NULL, 'z' },
+		{ "noheadings", no_argument, NULL, 'n' },
+		{ "unit", required_argument, NULL, 'u' },
+		{ "raw", no_argument, NULL, OPT_RAW },
+		{ "json", no_argument, NULL, 'J' },
+		{ "csv", no_argument, NULL, OPT_CSV },
+		{ "prometheus", no_argument, NULL, OPT_PROM },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "count", required_argument, NULL, 'c' },
+		{ "reset", no_argument, NULL, OPT_RESET },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct opts o = { .pid = -1, .vcpu = -1, .top = -1, .count = -1,
+			  .unit = U_NS, .sort = S_COUNT };
+	const char *outlist = NULL;
+	bool unit_set = false;
+	int nformats = 0, c;
+	size_t i;
+
+	atexit(close_stdout);
+	while ((c = getopt_long(argc, argv, "p:f:o:s:rt:znu:Ji:c:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'p': o.pid = parse_long(optarg, "PID", 1, INT_MAX); break;
+		case OPT_VM:
+			if (!*optarg || strchr(optarg, '/') || !strcmp(optarg, ".") ||
+			    !strcmp(optarg, ".."))
+				die(EXIT_USAGE, "invalid VM '%s' (expected PID-FD)", optarg);
+			o.vm = optarg;
+			break;
+		case OPT_VCPU: o.vcpu = parse_long(optarg, "vCPU", 0, INT_MAX); break;
+		case 'f': o.file = optarg; break;
+		case 'o': outlist = optarg; break;
+		case 's': parse_sort(&o, optarg); break;
+		case 'r': o.reverse = !o.reverse; break;
+		case 't': o.top = parse_long(optarg, "row count", 0, LONG_MAX); break;
+		case 'z': o.skip_zero = true; break;
+		case 'n': o.noheadings = true; break;
+		case 'u':
+			for (i = 0; i < 4; i++)
+				if (!strcmp(optarg, unit_names[i]))
+					break;
+			if (i == 4)
+				die(EXIT_USAGE, "unknown unit '%s' (cycles, ns, us or ms)", optarg);
+			o.unit = i;
+			unit_set = true;
+			break;
+		case OPT_RAW: o.raw = true; break;
+		case 'J': o.format = F_JSON; nformats++; break;
+		case OPT_CSV: o.format = F_CSV; nformats++; break;
+		case OPT_PROM: o.format = F_PROM; nformats++; break;
+		case 'i': {
+			char *end;
+
+			errno = 0;
+			o.interval = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(o.interval >= 0.01) ||
+			    o.interval > 86400)
+				die(EXIT_USAGE, "invalid interval '%s' (0.01..86400 seconds)", optarg);
+			break;
+		}
+		case 'c': o.count = parse_long(optarg, "count", 1, LONG_MAX); break;
+		case OPT_RESET: o.reset = true; break;
+		case 'h': usage(stdout); break;
+		case 'V': printf("%s %s\n", prog, VERSION); return EXIT_OK;
+		default:
+			fprintf(stderr, "Try '%s --help' for more information.\n", prog);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		die(EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
+	if (nformats > 1)
+		die(EXIT_USAGE, "--json, --csv and --prometheus are mutually exclusive");
+	if (o.file && (o.pid >= 0 || o.vm || o.vcpu >= 0))
+		die(EXIT_USAGE, "--file and --pid/--vm/--vcpu are mutually exclusive");
+	if (o.pid >= 0 && o.vm)
+		die(EXIT_USAGE, "--pid and --vm are mutually exclusive");
+	if (o.vcpu >= 0 && !o.vm)
+		die(EXIT_USAGE, "--vcpu needs --vm");
+	if (o.raw && unit_set && o.unit != U_CYCLES)
+		die(EXIT_USAGE, "--raw shows cycles: it cannot be combined with --unit %s",
+		    unit_names[o.unit]);
+	if (o.raw)
+		o.unit = U_CYCLES;
+	if (o.count >= 0 && o.interval == 0)
+		die(EXIT_USAGE, "--count needs --interval");
+	if (o.reset && (o.file || o.interval > 0 || nformats || outlist))
+		die(EXIT_USAGE, "--reset only takes a scope (--pid, --vm, --vcpu)");
+	if (o.format == F_PROM && (outlist || o.noheadings))
+		die(EXIT_USAGE, "--prometheus has fixed output: no --output or --noheadings");
+	if (o.interval > 0 && o.file && !strcmp(o.file, "-"))
+		die(EXIT_USAGE, "--interval cannot re-read stdin");
+
+	if (o.interval > 0) {
+		memcpy(o.cols, live_cols, sizeof(live_cols));
+		o.ncols = sizeof(live_cols) / sizeof(live_cols[0]);
+	} else {
+		memcpy(o.cols, default_cols, sizeof(default_cols));
+		o.ncols = sizeof(default_cols) / sizeof(default_cols[0]);
+	}
+	if (outlist)
+		parse_columns(&o, outlist);
+
+	if (o.reset) {
+		reset(&o);
+		return EXIT_OK;
+	}
+	if (o.interval > 0) {
+		live(&o);
+	} else {
+		struct es_stats st;
+		struct view v = { &o, &st, 0 };
+
+		read_scope(&o, &st);
+		v.seconds = (double)st.since_ns / 1e9;
+		print_stats(&v);
+		es_free(&st);
+	}
+	return EXIT_OK;
+}
