@@ -347,11 +347,13 @@ static size_t scope_paths(const struct opts *o, char ***out)
 		die(EXIT_RUNTIME, "out of memory");
 	if (o->file)
 		paths[0] = strdup(o->file);
-	else if (o->vm && o->vcpu >= 0)
-		(void)!asprintf(&paths[0], KVM_DIR "/%s/vcpu%ld/" STATS, o->vm, o->vcpu);
-	else if (o->vm)
-		(void)!asprintf(&paths[0], KVM_DIR "/%s/" STATS, o->vm);
-	else
+	else if (o->vm && o->vcpu >= 0 &&
+		 asprintf(&paths[0], KVM_DIR "/%s/vcpu%ld/" STATS, o->vm, o->vcpu) < 0)
+		paths[0] = NULL;
+	else if (o->vm && o->vcpu < 0 &&
+		 asprintf(&paths[0], KVM_DIR "/%s/" STATS, o->vm) < 0)
+		paths[0] = NULL;
+	else if (!o->vm)
 		paths[0] = strdup(KVM_DIR "/" STATS);
 	if (!paths[0])
 		die(EXIT_RUNTIME, "out of memory");
@@ -732,9 +734,13 @@ static bool stats_delta(const struct es_stats *prev, const struct es_stats *cur,
 		for (b = 0; b < ES_HIST; b++)
 			d->hist[b] -= p->hist[b] <= d->hist[b] ? p->hist[b] : d->hist[b];
 	}
-	for (i = 0; i < prev->nrows; i++)
-		if (!find_row(cur, &prev->rows[i]))
-			return false;	/* a row vanished: reset */
+	for (i = 0; i < prev->nrows; i++) {
+		if (!find_row(cur, &prev->rows[i])) {
+			/* A row vanished: the counters were reset. */
+			memcpy(delta->rows, cur->rows, cur->nrows * sizeof(*delta->rows));
+			return false;
+		}
+	}
 	return true;
 }
 
