@@ -108,6 +108,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	unsigned long io, hlt;
+	unsigned long long first_run_ticks;	/* TSC ticks of the first KVM_RUN */
 	const char *error;
 };
 
@@ -164,9 +165,14 @@ static void set_seg(struct kvm_segment *seg, uint16_t sel, uint8_t type)
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
+	unsigned long long t0 = __builtin_ia32_rdtsc();
 
 	for (;;) {
-		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+		int r = ioctl(v->fd, KVM_RUN, 0);
+
+		if (!v->first_run_ticks)
+			v->first_run_ticks = __builtin_ia32_rdtsc() - t0;
+		if (r < 0) {
 			if (errno == EINTR)
 				continue;
 			v->error = "KVM_RUN failed";
@@ -362,6 +368,11 @@ int main(int argc, char **argv)
 
 	printf("done cpuid %u io %lu rdmsr %u wrmsr %u icr %u hlt %lu\n",
 	       params.cpuid, io, params.rdmsr, params.wrmsr, params.icr, hlt);
+	/* With only CPUIDs before the first exit to userspace, this is the
+	 * cost of one CPUID exit round trip in TSC ticks. */
+	if (params.cpuid && !params.io)
+		printf("first-run ticks per cpuid %.1f\n",
+		       (double)vcpus[0].first_run_ticks / params.cpuid);
 	if (dump_files) {
 		snprintf(path, sizeof(path), "%s/exits", dir);
 		dump(path);
