@@ -88,7 +88,7 @@ static const char *const sortkeys[] = {
 };
 
 enum format { F_TABLE, F_JSON, F_CSV, F_PROM };
-enum unit { U_CYCLES, U_NS, U_US, U_MS };
+enum unit { U_CYCLES, U_NS, U_US, U_MS, U_AUTO };
 
 static const char *const unit_names[] = { "cycles", "ns", "us", "ms" };
 
@@ -146,7 +146,8 @@ static void usage(FILE *out)
 		" -t, --top N            show the first N rows only\n"
 		" -z, --skip-zero        hide reasons without exits\n"
 		" -n, --noheadings       don't print headings\n"
-		" -u, --unit UNIT        time unit: cycles, ns (default), us or ms\n"
+		" -u, --unit UNIT        time unit: cycles, ns, us or ms (default: tables\n"
+		"                        pick one per value, machine formats use ns)\n"
 		"     --raw              exact integers: cycles, no rounding\n"
 		" -J, --json             JSON output\n"
 		"     --csv              CSV output\n"
@@ -427,6 +428,20 @@ static void fmt_time(const struct view *v, uint64_t cycles, char *buf, size_t le
 	case U_MS:
 		snprintf(buf, len, "%.6f", (double)cycles / khz);
 		break;
+	case U_AUTO: {
+		/* Tables: a readable unit per cell; machine formats: ns. */
+		double ns = (double)cycles * 1e6 / khz;
+
+		if (v->o->format != F_TABLE || ns < 1e3)
+			snprintf(buf, len, v->o->format != F_TABLE ? "%.0f" : "%.0fns", ns);
+		else if (ns < 1e6)
+			snprintf(buf, len, "%.1fus", ns / 1e3);
+		else if (ns < 1e9)
+			snprintf(buf, len, "%.1fms", ns / 1e6);
+		else
+			snprintf(buf, len, "%.2fs", ns / 1e9);
+		break;
+	}
 	}
 }
 
@@ -837,7 +852,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	struct opts o = { .pid = -1, .vcpu = -1, .top = -1, .count = -1,
-			  .unit = U_NS, .sort = S_COUNT };
+			  .unit = U_AUTO, .sort = S_COUNT };
 	const char *outlist = NULL;
 	bool unit_set = false;
 	int nformats = 0, c;
