@@ -31,7 +31,7 @@ VIEWER  := userspace/kvm-exitstat
 VIEWER_SRC := userspace/kvm-exitstat.c userspace/exitstats.c userspace/exitstats.h
 # pkg-config runs in the recipes: `deps` may only just have installed it.
 VIEWER_CFLAGS := -std=gnu11 -Wall -Wextra -Werror -O2 -g $$(pkg-config --cflags smartcols)
-VIEWER_LIBS := $$(pkg-config --libs smartcols) -lm
+VIEWER_LIBS := $$(pkg-config --libs smartcols)
 ASAN_VIEWER := $(BUILD)/kvm-exitstat-asan
 FUZZER  := $(BUILD)/fuzz_parse
 FUZZ_SECONDS ?= 60

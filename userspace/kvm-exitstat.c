@@ -12,7 +12,6 @@
 #include <getopt.h>
 #include <libsmartcols.h>
 #include <limits.h>
-#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -390,7 +389,7 @@ static void read_scope(const struct opts *o, struct es_stats *st)
 
 struct view {
 	const struct opts *o;
-	const struct es_stats *st;
+	struct es_stats *st;	/* print_stats() sorts and trims its rows */
 	double seconds;		/* interval for RATE, 0 if none */
 };
 
@@ -681,7 +680,7 @@ static void print_prometheus(const struct view *v, size_t nrows)
 
 static void print_stats(const struct view *v)
 {
-	size_t n = select_rows(v->o, (struct es_stats *)v->st);
+	size_t n = select_rows(v->o, v->st);
 
 	switch (v->o->format) {
 	case F_CSV:
