@@ -42,14 +42,26 @@ class GuestRun:
 
 
 _runs: dict[tuple[str, str, str, str], GuestRun] = {}
+_kernel: list[Path] = []
+
+
+def built_kernel() -> Path:
+    """Build (or bring up to date) the test kernel once per session."""
+    if not _kernel:
+        p = subprocess.run([str(ROOT / "tests" / "kernel"), "build"],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        _kernel.append(BUILD / "kobj" / "arch" / "x86" / "boot" / "bzImage")
+    return _kernel[0]
 
 
 def boot(vendor: str, command: str = "kes-e2e", append: str = "",
          kernel: Path | None = None) -> GuestRun:
     """Boot once per (vendor, command, append, kernel); split the output."""
+    tag = f"{vendor}-{command.split()[0]}" + ("-debug" if kernel else "")
+    kernel = kernel or built_kernel()
     key = (vendor, command, append, str(kernel))
     if key not in _runs:
-        tag = f"{vendor}-{command.split()[0]}" + ("-debug" if kernel else "")
         log = BUILD / f"e2e-{tag}.log"
         cmd = [str(ROOT / "tests" / "run-in-vm"), "--vendor", vendor,
                "--timeout", "900", "--log", str(log), "--append", append,
@@ -57,7 +69,7 @@ def boot(vendor: str, command: str = "kes-e2e", append: str = "",
                "--add", str(ROOT / "tests" / "guest" / "kes-e2e"),
                "--add", str(ROOT / "tests" / "guest" / "kes-boot-off"),
                "--add", str(ROOT / "userspace" / "kvm-exitstat"),
-               *(["--kernel", str(kernel)] if kernel else []),
+               "--kernel", str(kernel),
                "--", command]
         p = subprocess.run(cmd, capture_output=True, text=True)
         (BUILD / f"e2e-{tag}.out").write_text(p.stdout)

@@ -310,10 +310,16 @@ void es_free(struct es_stats *st)
 	st->nrows = 0;
 }
 
-static bool same_reason(const struct es_row *a, const struct es_row *b)
+struct es_row *es_find(const struct es_stats *st, const struct es_row *row)
 {
-	return a->has_reason == b->has_reason && a->reason == b->reason &&
-	       !strcmp(a->name, b->name);
+	size_t i;
+
+	for (i = 0; i < st->nrows; i++)
+		if (st->rows[i].has_reason == row->has_reason &&
+		    st->rows[i].reason == row->reason &&
+		    !strcmp(st->rows[i].name, row->name))
+			return &st->rows[i];
+	return NULL;
 }
 
 static void row_add(struct es_row *dst, const struct es_row *src)
@@ -334,23 +340,20 @@ static void row_add(struct es_row *dst, const struct es_row *src)
 
 int es_merge(struct es_stats *dst, const struct es_stats *src)
 {
-	size_t i, j;
+	size_t i;
 
 	for (i = 0; i < src->nrows; i++) {
-		for (j = 0; j < dst->nrows; j++)
-			if (same_reason(&dst->rows[j], &src->rows[i]))
-				break;
-		if (j == dst->nrows) {
-			struct es_row *r = realloc(dst->rows, (j + 1) * sizeof(*r));
+		struct es_row *d = es_find(dst, &src->rows[i]);
 
-			if (!r)
+		if (!d) {
+			d = realloc(dst->rows, (dst->nrows + 1) * sizeof(*d));
+			if (!d)
 				return -1;
-			dst->rows = r;
-			dst->rows[j] = src->rows[i];
-			dst->nrows++;
+			dst->rows = d;
+			dst->rows[dst->nrows++] = src->rows[i];
 			continue;
 		}
-		row_add(&dst->rows[j], &src->rows[i]);
+		row_add(d, &src->rows[i]);
 	}
 	if (!dst->since_ns || src->since_ns > dst->since_ns)
 		dst->since_ns = src->since_ns;

@@ -40,6 +40,9 @@ int es_parse(const char *buf, size_t len, struct es_stats *st,
 	     char *err, size_t errlen);
 void es_free(struct es_stats *st);
 
+/* The row of @st for the same exit reason as @row, or NULL. */
+struct es_row *es_find(const struct es_stats *st, const struct es_row *row);
+
 /* Add @src's rows into @dst by exit reason (vCPUs or VMs summed). */
 int es_merge(struct es_stats *dst, const struct es_stats *src);
 

@@ -703,19 +703,6 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
-static const struct es_row *find_row(const struct es_stats *st,
-				     const struct es_row *r)
-{
-	size_t i;
-
-	for (i = 0; i < st->nrows; i++)
-		if (st->rows[i].has_reason == r->has_reason &&
-		    st->rows[i].reason == r->reason &&
-		    !strcmp(st->rows[i].name, r->name))
-			return &st->rows[i];
-	return NULL;
-}
-
 /*
  * @cur minus @prev into @delta.  Returns false when the counters went back,
  * i.e. were reset between the reads: then @delta is @cur, all since reset.
@@ -734,7 +721,7 @@ static bool stats_delta(const struct es_stats *prev, const struct es_stats *cur,
 	if (cur->since_ns < prev->since_ns)
 		return false;
 	for (i = 0; i < cur->nrows; i++) {
-		const struct es_row *p = find_row(prev, &cur->rows[i]);
+		const struct es_row *p = es_find(prev, &cur->rows[i]);
 		struct es_row *d = &delta->rows[i];
 
 		if (!p)
@@ -749,7 +736,7 @@ static bool stats_delta(const struct es_stats *prev, const struct es_stats *cur,
 			d->hist[b] -= p->hist[b] <= d->hist[b] ? p->hist[b] : d->hist[b];
 	}
 	for (i = 0; i < prev->nrows; i++) {
-		if (!find_row(cur, &prev->rows[i])) {
+		if (!es_find(cur, &prev->rows[i])) {
 			/* A row vanished: the counters were reset. */
 			memcpy(delta->rows, cur->rows, cur->nrows * sizeof(*delta->rows));
 			return false;
