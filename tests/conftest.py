@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,19 @@ class GuestRun:
         assert name in self.sections, (
             f"{self.vendor}: section {name} missing; stderr:\n{self.stderr}")
         return self.sections[name]
+
+
+def dumps(text: str) -> dict[str, str]:
+    """Split exitload --dump output into its '=== path' files."""
+    files: dict[str, str] = {}
+    name = None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("=== "):
+            name = re.sub(r"^/sys/kernel/debug/kvm/[^/]+/", "", line[4:].strip())
+            files[name] = ""
+        elif name is not None:
+            files[name] += line
+    return files
 
 
 _runs: dict[tuple[str, str, str, str], GuestRun] = {}

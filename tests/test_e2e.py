@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import GuestRun
+from conftest import GuestRun, dumps
 from exitstats import ExitStats, Row, add, parse
 
 pytestmark = pytest.mark.e2e
@@ -34,19 +34,6 @@ def expected(run: GuestRun, **exits: int) -> dict[str, int]:
         name = NAMES[vendor_of(run)][kind]
         out[name] = out.get(name, 0) + n
     return out
-
-
-def dumps(text: str) -> dict[str, str]:
-    """Split exitload --dump output into its '=== path' files."""
-    files: dict[str, str] = {}
-    name = None
-    for line in text.splitlines(keepends=True):
-        if line.startswith("=== "):
-            name = re.sub(r"^/sys/kernel/debug/kvm/[^/]+/", "", line[4:].strip())
-            files[name] = ""
-        elif name is not None:
-            files[name] += line
-    return files
 
 
 def stats(run: GuestRun, section: str, file: str | None = None) -> ExitStats:
