@@ -11,6 +11,9 @@
 #   make check-series  build the kernel at every patch of the series
 #   make debug-check   lockdep + KASAN kernel, run the end-to-end scenario on
 #                      SVM, fail on any kernel report (tests/test_debug_kernel.py)
+#   make bench         per-exit cost of the accounting, unpatched vs. patched
+#                      vs. tracepoints, on SVM and VMX; read-side scaling
+#                      (Documentation/benchmarks.md, build/bench.json)
 #   make deps          install the Debian packages all of this needs
 
 BUILD   ?= build
@@ -23,6 +26,7 @@ export KES_BUILD := $(abspath $(BUILD))
 
 EXITLOAD := $(BUILD)/exitload
 KESIO    := $(BUILD)/kes-io
+KESBENCH := $(BUILD)/kes-bench
 GUEST_CFLAGS := -static -O2 -std=gnu11 -Wall -Wextra -Werror
 
 PREFIX  ?= /usr/local
@@ -37,7 +41,7 @@ FUZZER  := $(BUILD)/fuzz_parse
 FUZZ_SECONDS ?= 60
 
 .PHONY: all viewer install deps kernel-tree series kernel checkpatch \
-	check-series exitload demo test debug-check fuzz clean distclean
+	check-series exitload demo test debug-check bench fuzz clean distclean
 
 all: viewer
 
@@ -95,6 +99,15 @@ $(KESIO): tests/guest/kes-io.c | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(GUEST_CFLAGS) -o $@ $<
 
+$(KESBENCH): tests/guest/kes-bench.c | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(GUEST_CFLAGS) -o $@ $<
+
+# Builds four kernels (cached in build/bench-*), boots each on SVM and VMX.
+bench: $(KESBENCH) | deps
+	@tests/kernel bench-build
+	$(PYTHON) tests/bench.py $(BENCH_ARGS)
+
 # A realistic mix: CPUID, port IO to userspace, MSR accesses, HLT, on 2 vCPUs.
 demo: kernel exitload $(VIEWER)
 	@tests/run-in-vm --vendor $(VENDOR) --add $(EXITLOAD) --add $(VIEWER) -- \
@@ -109,7 +122,7 @@ debug-check: exitload $(VIEWER)
 
 clean:
 	rm -rf $(BUILD)/kobj $(BUILD)/kdebug $(BUILD)/kseries $(EXITLOAD) $(KESIO) \
-		$(VIEWER) $(ASAN_VIEWER) $(FUZZER) tests/__pycache__
+		$(KESBENCH) $(VIEWER) $(ASAN_VIEWER) $(FUZZER) tests/__pycache__
 
 distclean:
 	rm -rf $(BUILD)

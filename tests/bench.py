@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""`make bench`: the per-exit cost of exit accounting, in emulated TSC ticks.
+
+Boots the four kernels of `tests/kernel bench-build` (unpatched, patched, and
+both with tracepoints) on SVM (QEMU -icount) and VMX (bochs corei7_skylake_x,
+EPT), runs build/kes-bench in each, prints the table, writes
+build/bench.json and fills the generated part of Documentation/benchmarks.md
+and Documentation/bench-read-scaling.png.  The emulated TSC counts executed
+instructions, so the figures repeat from boot to boot.
+
+usage: tests/bench.py [--vendor svm|vmx]... [--repeats N] [--no-doc]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+DOC = ROOT / "Documentation" / "benchmarks.md"
+PLOT = ROOT / "Documentation" / "bench-read-scaling.png"
+BENCH_BIN = BUILD / "kes-bench"
+
+# run-in-vm flavours: VMX with EPT and unrestricted guest, as on any modern host.
+VENDORS = {"svm": "svm", "vmx": "vmx-ept"}
+KINDS = {"cpuid": 20000, "rdmsr": 20000, "hlt": 5000, "io": 5000}
+VCPUS = [1, 64, 256, 1024]
+READ_FILES = ["exits", "exit_stats", "vm-exits", "vm-exit_stats"]
+
+PARAM = "/sys/module/kvm/parameters/exit_stats"
+TRACE = "/sys/kernel/tracing/events/kvm"
+STATS = "/sys/kernel/debug/kvm/exit_stats"
+
+# Columns of the table: (name, kernel, what the guest script sets up).
+CONFIGS = [
+    ("unpatched", "base", ""),
+    ("stats off", "patched", f"echo 0 > {PARAM}"),
+    ("stats on", "patched", f"echo 1 > {PARAM}"),
+    ("tracepoints on", "base-ftrace",
+     f"echo 1 > {TRACE}/kvm_exit/enable; echo 1 > {TRACE}/kvm_entry/enable"),
+    # Extra figures, in the JSON and the second table.
+    ("ftrace kernel", "base-ftrace", ""),
+    ("ftrace kernel, stats on", "patched-ftrace", f"echo 1 > {PARAM}"),
+]
+MAIN = ["unpatched", "stats off", "stats on", "tracepoints on"]
+
+Results = dict[str, Any]
+
+
+def guest_script(kernel: str, repeats: int) -> str:
+    """The shell command run in one boot of @kernel: every config on it."""
+    lines = ["mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null"]
+    for name, k, setup in CONFIGS:
+        if k != kernel:
+            continue
+        lines.append(f"echo 'config {name}'")
+        if setup:
+            lines.append(setup)
+        for kind, n in KINDS.items():
+            lines.append(f"kes-bench exit {kind} {n} {repeats} || exit 1")
+        # Proof that the setup took effect: what was counted or traced.
+        if kernel.startswith("patched"):
+            lines.append(f"echo \"counted $(grep ' CPUID \\| cpuid ' {STATS})\"")
+            lines.append(f"echo 0 > {STATS}")
+        if "kvm_exit" in setup:
+            lines.append("echo \"traced $(grep -c kvm_exit /sys/kernel/tracing/trace)\"")
+            lines.append(f"echo 0 > {TRACE}/kvm_exit/enable; "
+                         f"echo 0 > {TRACE}/kvm_entry/enable")
+    if kernel == "patched":
+        lines.append(f"echo 1 > {PARAM}")
+        for n in VCPUS:
+            lines.append(f"kes-bench read {n} {repeats} || exit 1")
+    return "\n".join(lines)
+
+
+def boot(vendor: str, kernel: str, repeats: int) -> str:
+    bz = BUILD / f"bench-{kernel}" / "arch" / "x86" / "boot" / "bzImage"
+    if not bz.exists():
+        sys.exit(f"bench: {bz} missing: run 'tests/kernel bench-build'")
+    log = BUILD / f"bench-{vendor}-{kernel}.log"
+    cmd = [str(ROOT / "tests" / "run-in-vm"), "--vendor", VENDORS[vendor],
+           "--kernel", str(bz), "--add", str(BENCH_BIN), "--timeout", "1500",
+           "--log", str(log), "--", guest_script(kernel, repeats)]
+    print(f"bench: {vendor} {kernel} ...", file=sys.stderr, flush=True)
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"bench: {vendor} {kernel} failed ({p.returncode}):\n"
+                 f"{p.stdout[-2000:]}{p.stderr[-2000:]}\nsee {log}")
+    return p.stdout
+
+
+def parse(vendor: str, out: str, res: Results, repeats: int) -> None:
+    config = None
+    for line in out.splitlines():
+        f = line.split()
+        if not f:
+            continue
+        if f[0] == "config":
+            config = line[len("config "):]
+        elif f[0] == "exit" and config:
+            res["exit"][vendor].setdefault(config, {}).setdefault(
+                f[1], []).append(float(f[3]))
+        elif f[0] == "read":
+            res["read"][vendor].setdefault(f[1], {}).setdefault(
+                f[2], []).append(int(f[4]))
+        elif f[0] in ("counted", "traced") and config:
+            res["checks"][vendor][config] = line
+            check(vendor, config, f, repeats)
+
+
+def check(vendor: str, config: str, f: list[str], repeats: int) -> None:
+    """The stats counted exactly our CPUIDs, or nothing when off; tracing traced."""
+    if f[0] == "traced":
+        if int(f[1]) == 0:
+            sys.exit(f"bench: {vendor} {config}: nothing was traced")
+        return
+    want = KINDS["cpuid"] * repeats if "stats on" in config else 0
+    got = int(f[3]) if len(f) > 3 else 0
+    if got != want:
+        sys.exit(f"bench: {vendor} {config}: exit_stats counted {got} CPUID "
+                 f"exits, expected {want}")
+
+
+def summary(v: list[float]) -> dict[str, float]:
+    return {"min": min(v), "median": statistics.median(v), "max": max(v)}
+
+
+def fmt_cell(v: list[float]) -> str:
+    s = summary(v)
+    if s["min"] == s["max"]:
+        return f"{s['median']:.1f}"
+    return f"{s['median']:.1f} ({s['min']:.1f}–{s['max']:.1f})"
+
+
+def exit_table(res: Results, vendor: str, configs: list[str]) -> list[str]:
+    ex = res["exit"][vendor]
+    head = ["exit"] + configs + ["Δ stats off", "Δ stats on", "Δ tracepoints"]
+    rows = ["| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head)]
+    for kind in KINDS:
+        med = {c: statistics.median(ex[c][kind]) for c in configs}
+        base = med["unpatched"]
+        rows.append("| " + " | ".join(
+            [kind] + [fmt_cell(ex[c][kind]) for c in configs] +
+            [f"{med['stats off'] - base:+.1f}", f"{med['stats on'] - base:+.1f}",
+             f"{med['tracepoints on'] - base:+.1f}"]) + " |")
+    return rows
+
+
+def extra_table(res: Results, vendor: str) -> list[str]:
+    ex = res["exit"][vendor]
+    rows = ["| exit | ftrace kernel | ftrace kernel, stats on | Δ |", "|---|---|---|---|"]
+    for kind in KINDS:
+        a, b = ex["ftrace kernel"][kind], ex["ftrace kernel, stats on"][kind]
+        rows.append(f"| {kind} | {fmt_cell(a)} | {fmt_cell(b)} | "
+                    f"{statistics.median(b) - statistics.median(a):+.1f} |")
+    return rows
+
+
+def read_table(res: Results, vendor: str) -> list[str]:
+    rd = res["read"][vendor]
+    rows = ["| vCPUs | " + " | ".join(READ_FILES) +
+            " | exit_stats / exits | vm-exit_stats / vm-exits |",
+            "|" + "---|" * (len(READ_FILES) + 3)]
+    for n in VCPUS:
+        med = {f: statistics.median(rd[f][str(n)]) for f in READ_FILES}
+        rows.append(f"| {n} | " + " | ".join(f"{med[f]:.0f}" for f in READ_FILES) +
+                    f" | {med['exit_stats'] / med['exits']:.1f} |"
+                    f" {med['vm-exit_stats'] / med['vm-exits']:.1f} |")
+    return rows
+
+
+def markdown(res: Results) -> str:
+    out = []
+    for vendor in res["exit"]:
+        name = {"svm": "SVM (QEMU -icount)", "vmx": "VMX (bochs corei7_skylake_x, EPT)"}[vendor]
+        out += [f"### {name}: ticks per exit", ""]
+        out += exit_table(res, vendor, MAIN) + [""]
+        out += [f"With tracepoints compiled in (CONFIG_FTRACE, tracepoints off):", ""]
+        out += extra_table(res, vendor) + [""]
+        if vendor in res["read"] and res["read"][vendor]:
+            out += [f"### {name}: reading, ticks per open+read+close", ""]
+            out += read_table(res, vendor) + [""]
+    return "\n".join(out)
+
+
+def plot(res: Results) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vendors = [v for v in res["read"] if res["read"][v]]
+    fig, axes = plt.subplots(1, len(vendors), figsize=(6 * len(vendors), 4.5),
+                             squeeze=False)
+    for ax, vendor in zip(axes[0], vendors):
+        rd = res["read"][vendor]
+        for f in READ_FILES:
+            ax.plot(VCPUS, [statistics.median(rd[f][str(n)]) for n in VCPUS],
+                    marker="o", label=f)
+        ax.set_title(f"{vendor.upper()}: reading one file")
+        ax.set_xlabel("vCPUs (each ran once)")
+        ax.set_ylabel("TSC ticks (emulated: instructions)")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=100)
+
+
+def update_doc(text: str) -> None:
+    doc = DOC.read_text()
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    if begin not in doc or end not in doc:
+        sys.exit(f"bench: {DOC} lacks the {begin} ... {end} markers")
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    DOC.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vendor", action="append", choices=sorted(VENDORS))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-doc", action="store_true",
+                    help="do not update Documentation/")
+    args = ap.parse_args()
+    if args.repeats < 3:
+        ap.error("--repeats must be at least 3")
+    vendors = args.vendor or list(VENDORS)
+
+    res: Results = {"unit": "emulated TSC ticks", "repeats": args.repeats,
+                    "exits_per_run": KINDS, "exit": {}, "read": {}, "checks": {}}
+    for vendor in vendors:
+        for key in ("exit", "read", "checks"):
+            res[key][vendor] = {}
+        for kernel in ("base", "patched", "base-ftrace", "patched-ftrace"):
+            parse(vendor, boot(vendor, kernel, args.repeats), res, args.repeats)
+
+    (BUILD / "bench.json").write_text(json.dumps(res, indent=1) + "\n")
+    text = markdown(res)
+    print(text)
+    print(f"bench: wrote {BUILD / 'bench.json'}", file=sys.stderr)
+    if not args.no_doc:
+        update_doc(text)
+        plot(res)
+        print(f"bench: updated {DOC} and {PLOT}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
