@@ -9,6 +9,7 @@ and Documentation/bench-read-scaling.png.  The emulated TSC counts executed
 instructions, so the figures repeat from boot to boot.
 
 usage: tests/bench.py [--vendor svm|vmx]... [--repeats N] [--no-doc]
+       tests/bench.py --from-json [FILE]   (only redo the tables and plot)
 """
 from __future__ import annotations
 
@@ -212,9 +213,46 @@ def plot(res: Results) -> None:
     fig.savefig(PLOT, dpi=100)
 
 
-def update_doc(text: str) -> None:
+def delta(res: Results, vendor: str, config: str, kind: str) -> float:
+    ex = res["exit"][vendor]
+    return (statistics.median(ex[config][kind]) -
+            statistics.median(ex["unpatched"][kind]))
+
+
+def goals(res: Results) -> str:
+    """The issue's goals, each with its figures and a verdict."""
+    out = []
+
+    def goal(ok: bool, text: str) -> None:
+        out.append(f"- **{'met' if ok else 'missed'}**: {text}")
+
+    for vendor in res["exit"]:
+        on, off = (delta(res, vendor, c, "cpuid") for c in ("stats on", "stats off"))
+        goal(on <= 30, f"{vendor.upper()}: stats on add {on:+.1f} ticks per CPUID "
+             "exit (goal: at most 30)")
+        goal(off <= 2, f"{vendor.upper()}: stats off add {off:+.1f} ticks per CPUID "
+             "exit (goal: at most 2)")
+    for vendor, rd in res["read"].items():
+        if not rd:
+            continue
+        med = {f: [statistics.median(rd[f][str(n)]) for n in VCPUS] for f in READ_FILES}
+        for ours, theirs in (("exit_stats", "exits"), ("vm-exit_stats", "vm-exits")):
+            ratio = med[ours][-1] / med[theirs][-1]
+            goal(ratio <= 10, f"{vendor.upper()}: reading `{ours}` with {VCPUS[-1]} "
+                 f"vCPUs costs {ratio:.1f}× `{theirs}` (goal: at most 10×)")
+            # Linear: the cost per added vCPU stays the same as vCPUs grow.
+            slopes = [(med[ours][i + 1] - med[ours][i]) / (VCPUS[i + 1] - VCPUS[i])
+                      for i in range(1, len(VCPUS) - 1)]
+            goal(max(slopes) <= 1.5 * min(slopes),
+                 f"{vendor.upper()}: `{ours}` grows linearly, "
+                 + ", ".join(f"{x:.0f}" for x in slopes)
+                 + f" ticks per added vCPU between {VCPUS[1]}, {VCPUS[2]} and {VCPUS[3]}")
+    return "\n".join(out)
+
+
+def update_doc(marker: str, text: str) -> None:
     doc = DOC.read_text()
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
     if begin not in doc or end not in doc:
         sys.exit(f"bench: {DOC} lacks the {begin} ... {end} markers")
     head, rest = doc.split(begin, 1)
@@ -228,7 +266,18 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-doc", action="store_true",
                     help="do not update Documentation/")
+    ap.add_argument("--from-json", nargs="?", const=BUILD / "bench.json",
+                    type=Path, metavar="FILE",
+                    help="no runs: redo the tables and plot from FILE")
     args = ap.parse_args()
+    if args.from_json:
+        res = json.loads(args.from_json.read_text())
+        print(markdown(res) + "\n\n" + goals(res))
+        if not args.no_doc:
+            update_doc("bench", markdown(res))
+            update_doc("goals", goals(res))
+            plot(res)
+        return 0
     if args.repeats < 3:
         ap.error("--repeats must be at least 3")
     vendors = args.vendor or list(VENDORS)
@@ -243,10 +292,11 @@ def main() -> int:
 
     (BUILD / "bench.json").write_text(json.dumps(res, indent=1) + "\n")
     text = markdown(res)
-    print(text)
+    print(text + "\n\n" + goals(res))
     print(f"bench: wrote {BUILD / 'bench.json'}", file=sys.stderr)
     if not args.no_doc:
-        update_doc(text)
+        update_doc("bench", text)
+        update_doc("goals", goals(res))
         plot(res)
         print(f"bench: updated {DOC} and {PLOT}", file=sys.stderr)
     return 0
