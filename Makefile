@@ -91,7 +91,7 @@ check-series: deps
 
 exitload: $(EXITLOAD) $(KESIO)
 
-$(EXITLOAD): tests/guest/exitload.c | deps
+$(EXITLOAD): tests/guest/exitload.c tests/guest/guest.h | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(GUEST_CFLAGS) -pthread -o $@ $<
 
@@ -99,7 +99,7 @@ $(KESIO): tests/guest/kes-io.c | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(GUEST_CFLAGS) -o $@ $<
 
-$(KESBENCH): tests/guest/kes-bench.c | deps
+$(KESBENCH): tests/guest/kes-bench.c tests/guest/guest.h | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(GUEST_CFLAGS) -o $@ $<
 

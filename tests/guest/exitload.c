@@ -24,6 +24,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "guest.h"
+
 #define MEM_SIZE	0x10000
 #define CODE_GPA	0x1000
 #define PARAM_GPA	0x500
@@ -148,18 +150,6 @@ static unsigned long number(const char *s, unsigned long max)
 	if (errno || *end || end == s || *s == '-' || v > max)
 		errx(2, "invalid number '%s' (0..%lu)", s, max);
 	return v;
-}
-
-static void set_seg(struct kvm_segment *seg, uint16_t sel, uint8_t type)
-{
-	memset(seg, 0, sizeof(*seg));
-	seg->limit = 0xffffffff;
-	seg->selector = sel;
-	seg->type = type;
-	seg->present = 1;
-	seg->db = 1;
-	seg->s = 1;
-	seg->g = 1;
 }
 
 static void *vcpu_thread(void *arg)

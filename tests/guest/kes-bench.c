@@ -31,6 +31,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "guest.h"
+
 #define MEM_SIZE	0x10000
 #define CODE_GPA	0x1000
 #define PARAM_GPA	0x500
@@ -96,18 +98,6 @@ static unsigned long number(const char *s, unsigned long max)
 	if (!*s || *end || v > max)
 		errx(2, "bad number '%s' (0..%lu)", s, max);
 	return v;
-}
-
-static void set_seg(struct kvm_segment *seg, uint16_t sel, uint8_t type)
-{
-	memset(seg, 0, sizeof(*seg));
-	seg->limit = 0xffffffff;
-	seg->selector = sel;
-	seg->type = type;
-	seg->present = 1;
-	seg->db = 1;
-	seg->s = 1;
-	seg->g = 1;
 }
 
 /* A VM with the guest code and @p in its memory. */
