@@ -27,6 +27,7 @@ export KES_BUILD := $(abspath $(BUILD))
 EXITLOAD := $(BUILD)/exitload
 KESIO    := $(BUILD)/kes-io
 KESBENCH := $(BUILD)/kes-bench
+KESVGA   := $(BUILD)/kes-vga
 GUEST_CFLAGS := -static -O2 -std=gnu11 -Wall -Wextra -Werror
 
 PREFIX  ?= /usr/local
@@ -89,13 +90,17 @@ checkpatch: deps
 check-series: deps
 	@tests/kernel check-series
 
-exitload: $(EXITLOAD) $(KESIO)
+exitload: $(EXITLOAD) $(KESIO) $(KESVGA)
 
 $(EXITLOAD): tests/guest/exitload.c tests/guest/guest.h | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(GUEST_CFLAGS) -pthread -o $@ $<
 
 $(KESIO): tests/guest/kes-io.c | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(GUEST_CFLAGS) -o $@ $<
+
+$(KESVGA): tests/guest/kes-vga.c | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(GUEST_CFLAGS) -o $@ $<
 
@@ -122,7 +127,7 @@ debug-check: exitload $(VIEWER)
 
 clean:
 	rm -rf $(BUILD)/kobj $(BUILD)/kdebug $(BUILD)/kseries $(EXITLOAD) $(KESIO) \
-		$(KESBENCH) $(VIEWER) $(ASAN_VIEWER) $(FUZZER) tests/__pycache__
+		$(KESVGA) $(KESBENCH) $(VIEWER) $(ASAN_VIEWER) $(FUZZER) tests/__pycache__
 
 distclean:
 	rm -rf $(BUILD)

@@ -1,0 +1,212 @@
+"""tests/run-in-vm itself: it reads all an emulator writes, and it ends a
+stuck emulator quickly with a message that says so.
+
+The first tests drive its supervisor with stand-in emulators (small Python
+programs) that do what bochs and QEMU do at their worst; the e2e tests at the
+end do it with the real emulators.
+"""
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from conftest import ROOT, GuestRun, built_kernel
+
+RUN_IN_VM = ROOT / "tests" / "run-in-vm"
+MIB = 1 << 20
+
+
+def load_run_in_vm() -> ModuleType:
+    loader = importlib.machinery.SourceFileLoader("run_in_vm", str(RUN_IN_VM))
+    spec = importlib.util.spec_from_loader("run_in_vm", loader)
+    assert spec
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["run_in_vm"] = mod  # dataclasses look their module up
+    loader.exec_module(mod)
+    return mod
+
+
+rv = load_run_in_vm()
+
+def fake(tmp_path: Path, body: str, *args: str) -> list[str]:
+    script = tmp_path / "emu.py"
+    script.write_text(body)
+    return [sys.executable, str(script), *args]
+
+
+def supervise(tmp_path: Path, body: str, *args: str, timeout: float = 60,
+              stall: float = 0) -> object:
+    return rv.supervise(fake(tmp_path, body, *args), tmp_path, timeout, stall)
+
+
+CONSOLE_STATUS = """
+with open("console.log", "w") as c:
+    c.write("[    1.0] KES-status 0\\n")
+"""
+
+
+def test_screen_pty_is_drained(tmp_path: Path) -> None:
+    # As bochs' `term` display: a pty of its own, named on stderr, written
+    # until done; without a reader the writes block for good once it is full.
+    body = r"""
+import fcntl, os, struct, sys, time
+m = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY)
+fcntl.ioctl(m, 0x40045431, struct.pack("i", 0))            # TIOCSPTLCK
+n = struct.unpack("i", fcntl.ioctl(m, 0x80045430, b"\0" * 4))[0]  # TIOCGPTN
+print('00000000000i[      ] Bochs connected to screen "/dev/pts/%d"' % n,
+      file=sys.stderr, flush=True)
+left = int(sys.argv[1])
+while left:
+    left -= os.write(m, b"x" * min(left, 65536))
+time.sleep(1)   # bochs runs on: what it wrote last is read before it exits
+""" + CONSOLE_STATUS
+    # Far more than any pty holds (18 KiB to 108 KiB seen here).
+    r = supervise(tmp_path, body, str(8 * MIB), timeout=120)
+    assert r.failure == ""
+    assert r.screen_bytes == 8 * MIB
+    assert b"KES-status 0" in r.console
+
+
+def test_unbounded_stderr_is_read_and_only_its_tail_kept(tmp_path: Path) -> None:
+    # bochs with kvm_intel.ept=0 logs an unknown MSR thousands of times a
+    # second; none of it may block the emulator or pile up in memory.
+    body = r"""
+import sys
+line = b"00001234i[CPU0  ] RDMSR: Unknown register 0x1d9\n"
+for _ in range(int(sys.argv[1]) // len(line)):
+    sys.stderr.buffer.write(line)
+sys.stderr.buffer.write(b"the last line\n")
+""" + CONSOLE_STATUS
+    r = supervise(tmp_path, body, str(64 * MIB))
+    assert r.failure == ""
+    assert len(r.tails["stderr"]) <= rv.EMU_TAIL
+    assert r.tails["stderr"].endswith(b"the last line\n")
+
+
+def test_silent_console_is_a_stall(tmp_path: Path) -> None:
+    body = r"""
+import time
+with open("console.log", "w") as c:
+    c.write("[    0.5] booting\n[    1.0] the last words\n")
+time.sleep(600)
+"""
+    t = time.monotonic()
+    r = supervise(tmp_path, body, stall=2)
+    assert time.monotonic() - t < 15
+    assert r.failure == (f"{Path(sys.executable).name} made no progress for 2 s "
+                         "(no console output, 0.0 s of CPU time)")
+    assert rv.last_line(r.console) == "[    1.0] the last words"
+
+
+def test_a_busy_emulator_with_a_silent_console_is_no_stall(tmp_path: Path) -> None:
+    # bochs running a nested guest: minutes of CPU for a second of guest
+    # time, so no heartbeat on the console; it is slow, not stuck.
+    body = r"""
+while True:
+    pass
+"""
+    r = supervise(tmp_path, body, timeout=6, stall=2)
+    assert r.failure == "timed out after 6 s"
+    assert r.silence > 5
+
+
+def test_a_growing_console_is_no_stall_but_times_out(tmp_path: Path) -> None:
+    body = r"""
+import time
+with open("console.log", "w", buffering=1) as c:
+    while True:
+        c.write("[    1.0] KES-alive\n")
+        time.sleep(0.2)
+"""
+    t = time.monotonic()
+    r = supervise(tmp_path, body, timeout=4, stall=1)
+    assert 4 <= time.monotonic() - t < 15
+    assert r.failure == "timed out after 4 s"
+
+
+def test_bad_stall_is_a_usage_error() -> None:
+    p = subprocess.run([str(RUN_IN_VM), "--stall", "-1", "--", "true"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "--stall must be 0 or positive" in p.stderr
+
+
+# --- the real emulators -------------------------------------------------
+
+
+def run_in_vm(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(RUN_IN_VM), "--kernel", str(built_kernel()),
+                             *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.e2e
+def test_a_quiet_command_is_kept_alive_by_the_heartbeat() -> None:
+    # 25 s of guest time without a word, against a 12 s stall limit.
+    p = run_in_vm("--vendor", "svm", "--stall", "12", "--timeout", "300",
+                  "--", "sleep 25; echo still here")
+    out, err = p.communicate()
+    assert p.returncode == 0, err
+    assert out == "still here\n"
+
+
+def emulator_of(p: subprocess.Popen[str]) -> int:
+    """The pid of run-in-vm's emulator, once it has one."""
+    for _ in range(600):
+        kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True,
+                              text=True).stdout.split()
+        if kids:
+            return int(kids[0])
+        time.sleep(0.1)
+    raise AssertionError("run-in-vm started no emulator")
+
+
+@pytest.mark.e2e
+def test_a_stuck_emulator_fails_fast_and_keeps_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "console.log"
+    p = run_in_vm("--vendor", "svm", "--stall", "10", "--timeout", "600",
+                  "--log", str(log), "--", "sleep 600")
+    emu = emulator_of(p)
+    console = Path(f"/proc/{emu}/cwd") / rv.CONSOLE
+    for _ in range(1200):   # until the guest runs the command
+        if console.exists() and b"KES-alive" in console.read_bytes():
+            break
+        time.sleep(0.1)
+    else:
+        p.kill()
+        raise AssertionError("the guest never got to its command")
+    stopped = time.monotonic()
+    os.kill(emu, signal.SIGSTOP)   # as stuck as bochs on a full pty
+    out, err = p.communicate(timeout=120)
+    waited = time.monotonic() - stopped
+    assert p.returncode == rv.EXIT_TIMEOUT, err
+    assert 10 <= waited < 30, waited
+    assert "run-in-vm: qemu-system-x86_64 made no progress for 10 s" in err
+    assert "last console line: " in err and "KES-alive" in err
+    assert b"KES-alive" in log.read_bytes()
+    assert out == ""
+
+
+@pytest.mark.e2e
+def test_every_boot_drains_the_screen(run: GuestRun) -> None:
+    # Each e2e boot starts with 800 repaints of the VGA text screen.  QEMU
+    # (-display none) draws it nowhere; bochs writes it to its pty, more
+    # than twice what the pty holds (18 KiB to 108 KiB seen here), and the
+    # run still gets to its end.
+    assert run["vga"] == "ok 800\n"
+    m = re.search(r"run-in-vm: (\S+): [0-9.]+ s wall, console [0-9]+ bytes, "
+                  r"screen pty ([0-9]+) bytes drained", run.stderr)
+    assert m, run.stderr
+    if run.vendor == "svm":
+        assert m.groups() == ("qemu-system-x86_64", "0")
+    else:
+        assert m[1] == "bochs" and int(m[2]) > 256 * 1024
