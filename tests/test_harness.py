@@ -200,8 +200,9 @@ def test_a_stuck_emulator_fails_fast_and_keeps_its_log(tmp_path: Path) -> None:
 def test_every_boot_drains_the_screen(run: GuestRun) -> None:
     # Each e2e boot starts with 800 repaints of the VGA text screen.  QEMU
     # (-display none) draws it nowhere; bochs writes it to its pty, more
-    # than twice what the pty holds (18 KiB to 108 KiB seen here), and the
-    # run still gets to its end.
+    # than the pty holds (18 KiB to 108 KiB seen here; measured: about
+    # 240 KiB on Penryn, megabytes on Skylake-X), and the run still gets to
+    # its end.
     assert run["vga"] == "ok 800\n"
     m = re.search(r"run-in-vm: (\S+): [0-9.]+ s wall, console [0-9]+ bytes, "
                   r"screen pty ([0-9]+) bytes drained", run.stderr)
@@ -209,4 +210,4 @@ def test_every_boot_drains_the_screen(run: GuestRun) -> None:
     if run.vendor == "svm":
         assert m.groups() == ("qemu-system-x86_64", "0")
     else:
-        assert m[1] == "bochs" and int(m[2]) > 256 * 1024
+        assert m[1] == "bochs" and int(m[2]) > 128 * 1024
