@@ -8,7 +8,8 @@
 #   make series        regenerate kernel-patch/ from build/linux
 #   make kernel        build the test kernel (build/kobj)
 #   make checkpatch    scripts/checkpatch.pl --strict on the series
-#   make check-series  build the kernel at every patch of the series
+#   make check-series  build the kernel at every patch of the series, then
+#                      the whole series with CONFIG_KVM_EXIT_STATS=n
 #   make debug-check   lockdep + KASAN kernel, run the end-to-end scenario on
 #                      SVM, fail on any kernel report (tests/test_debug_kernel.py)
 #   make bench         per-exit cost of the accounting, unpatched vs. patched
