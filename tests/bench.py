@@ -87,6 +87,8 @@ def boot(vendor: str, kernel: str, repeats: int) -> str:
     log = BUILD / f"bench-{vendor}-{kernel}.log"
     cmd = [str(ROOT / "tests" / "run-in-vm"), "--vendor", VENDORS[vendor],
            "--kernel", str(bz), "--add", str(BENCH_BIN), "--timeout", "1500",
+           # No heartbeat process waking up in the middle of a measurement.
+           "--heartbeat", "0",
            "--log", str(log), "--", guest_script(kernel, repeats)]
     print(f"bench: {vendor} {kernel} ...", file=sys.stderr, flush=True)
     p = subprocess.run(cmd, capture_output=True, text=True)

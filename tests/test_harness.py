@@ -164,9 +164,16 @@ print(child.pid, flush=True)
     t = time.monotonic()
     r = supervise(tmp_path, body, timeout=60, stall=0)
     assert time.monotonic() - t < rv.LINGER + 5
-    child = int(r.tails["stdout"])
-    assert not Path(f"/proc/{child}").exists() or \
-        Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
+    stat = Path(f"/proc/{int(r.tails['stdout'])}/stat")
+    for _ in range(50):  # a SIGKILL takes effect soon, not at once
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        except FileNotFoundError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the emulator's child still runs: {stat}")
 
 
 def test_sigterm_ends_the_emulator(tmp_path: Path) -> None:
@@ -187,10 +194,22 @@ time.sleep(300)
     assert time.monotonic() - t < 10
 
 
-def test_bad_stall_is_a_usage_error() -> None:
-    p = subprocess.run([str(RUN_IN_VM), "--stall", "-1", "--", "true"],
+@pytest.mark.parametrize("opt", ["--stall", "--heartbeat"])
+def test_negative_seconds_are_a_usage_error(opt: str) -> None:
+    p = subprocess.run([str(RUN_IN_VM), opt, "-1", "--", "true"],
                        capture_output=True, text=True)
-    assert p.returncode == 2 and "--stall must be 0 or positive" in p.stderr
+    assert p.returncode == 2 and f"{opt} must be 0 or positive" in p.stderr
+
+
+def test_heartbeat_in_the_guest_init(tmp_path: Path) -> None:
+    def init(beat: float) -> str:
+        work = tmp_path / str(beat)
+        rv.make_initramfs(work, "true", [], beat)
+        return (work / "root" / "init").read_text()
+
+    assert "while :; do sleep 2; echo KES-alive > /dev/kmsg; done &" in init(2)
+    assert "sleep 0.5;" in init(0.5)
+    assert "KES-alive" not in init(0)
 
 
 # --- the real emulators -------------------------------------------------
