@@ -89,6 +89,7 @@ def boot(vendor: str, command: str = "kes-e2e", append: str = "",
                "--", command]
         p = subprocess.run(cmd, capture_output=True, text=True)
         (BUILD / f"e2e-{tag}.out").write_text(p.stdout)
+        (BUILD / f"e2e-{tag}.err").write_text(p.stderr)
         _runs[key] = GuestRun(vendor, p.stdout, p.stderr, p.returncode)
         _runs[key].console = log.read_text(errors="replace") if log.exists() else ""
     return _runs[key]
