@@ -46,10 +46,10 @@ def viewer(request: pytest.FixtureRequest) -> Path:
 
 
 def run(viewer: Path, *args: str, stdin: bytes | None = None,
-        ) -> subprocess.CompletedProcess[str]:
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, TZ="UTC",
                ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=99",
-               UBSAN_OPTIONS="halt_on_error=1:exitcode=99")
+               UBSAN_OPTIONS="halt_on_error=1:exitcode=99", **(env or {}))
     p = subprocess.run([str(viewer), *args], capture_output=True, env=env,
                        input=stdin, timeout=60)
     assert p.returncode != 99, p.stderr.decode(errors="replace")
@@ -125,11 +125,16 @@ def test_csv_quotes_fields(viewer: Path, tmp_path: Path) -> None:
 PROM = re.compile(r'^(\w+)\{vendor="(\w+)",reason="([^"]+)"(?:,nr="(\d+)")?(?:,le="([^"]+)")?\} (\S+)$')
 
 
-@pytest.mark.parametrize("vendor", sorted(SAMPLES))
-def test_prometheus(viewer: Path, vendor: str) -> None:
-    src = parse(SAMPLES[vendor].read_text())
+@pytest.mark.parametrize("vendor", sorted(SAMPLES) + ["unmeasured"])
+def test_prometheus(viewer: Path, vendor: str, tmp_path: Path) -> None:
+    sample = SAMPLES.get(vendor)
+    if not sample:  # exits without a time: in kvm_exits_total, not the histogram
+        sample = tmp_path / "unmeasured.txt"
+        sample.write_text(UNMEASURED)
+        vendor = "vmx"
+    src = parse(sample.read_text())
     hz = int(src.header["tsc_khz"]) * 1000
-    p = run(viewer, "-f", str(SAMPLES[vendor]), "--prometheus")
+    p = run(viewer, "-f", str(sample), "--prometheus")
     assert p.returncode == 0, p.stderr
     check = subprocess.run(["promtool", "check", "metrics"], input=p.stdout,
                            capture_output=True, text=True)
@@ -144,7 +149,7 @@ def test_prometheus(viewer: Path, vendor: str) -> None:
         metric, v, reason, nr, le, value = m.groups()
         assert v == vendor.upper()
         row = src.rows[reason]
-        assert nr == str(row.reason)
+        assert nr == (None if row.reason is None else str(row.reason))
         seen.add((metric, reason))
         if metric == "kvm_exits_total":
             assert int(value) == row.count
@@ -154,14 +159,15 @@ def test_prometheus(viewer: Path, vendor: str) -> None:
         elif metric == "kvm_exit_handling_seconds_sum":
             assert float(value) == pytest.approx(row.cycles / hz, rel=1e-6)
         elif metric == "kvm_exit_handling_seconds_count":
-            assert int(value) == row.count
+            assert int(value) == row.count - row.hist.get(0, 0)
     for reason, row in src.rows.items():
         b = buckets[reason]
         assert [c for _, c in b] == sorted(c for _, c in b), "cumulative"
-        assert b[-1] == (float("inf"), row.count)
+        assert b[-1] == (float("inf"), row.count - row.hist.get(0, 0))
         for le, cum in b[:-1]:
-            # exits below le seconds, from the log2 histogram
-            want = sum(n for k, n in row.hist.items() if 2 ** k <= le * hz * (1 + 1e-5))
+            # measured exits below le seconds, from the log2 histogram
+            want = sum(n for k, n in row.hist.items()
+                       if k and 2 ** k <= le * hz * (1 + 1e-5))
             assert cum == want, (reason, le)
         assert ("kvm_exit_handling_seconds_count", reason) in seen
 
@@ -399,3 +405,436 @@ def test_man_page_renders() -> None:
         assert re.search(rf"^{section}$", p.stdout, re.M), section
     assert "perf-kvm(1)" in p.stdout and "kvm_stat(1)" in p.stdout
     assert "warning" not in p.stderr
+
+
+def test_help_matches_man_page(viewer: Path) -> None:
+    """Every long option and column of --help is in the man page."""
+    helptext = run(viewer, "--help").stdout
+    man = (ROOT / "userspace" / "kvm-exitstat.1").read_text().replace("\\-", "-")
+    options = set(re.findall(r"(--[a-z][a-z-]+)", helptext))
+    assert "--reset" in options and len(options) > 15
+    for opt in sorted(options):
+        assert opt in man, opt
+    for col in re.findall(r"^ +([A-Z0-9%]+)  ", helptext, re.M):
+        assert col in man, col
+
+
+# ----- exits without a measured time (histogram bucket 0), extra rows -----
+
+def stats_text(*rows: str, since: int = 5) -> str:
+    """An exit_stats file (VMX, tsc_khz 1000) of @rows and their TOTAL."""
+    count = cycles = 0
+    mins, maxs, hist = [], [], {}
+    for r in rows:
+        f = r.split()
+        c, cy, mn, _, mx = map(int, f[2:7])
+        h = {int(b): int(n) for b, n in (p.split(":") for p in f[7].split(","))}
+        count += c
+        cycles += cy
+        if c > h.get(0, 0):
+            mins.append(mn)
+            maxs.append(mx)
+        for b, n in h.items():
+            hist[b] = hist.get(b, 0) + n
+    measured = count - hist.get(0, 0)
+    total = (f"- TOTAL {count} {cycles} {min(mins, default=0)} "
+             f"{cycles // measured if measured else 0} {max(maxs, default=0)} "
+             + ",".join(f"{b}:{hist[b]}" for b in sorted(hist)))
+    return (header().replace("since_reset_ns 5", f"since_reset_ns {since}")
+            + "".join(r + "\n" for r in rows) + total + "\n")
+
+
+UNMEASURED_ROWS = [
+    "1 EXTERNAL_INTERRUPT 4 0 0 0 0 0:4",          # no exit measured
+    "10 CPUID 10 1400 150 200 250 0:3,8:7",         # avg 1400 / 7
+    "12 HLT 10 800 150 200 250 0:6,8:4",            # most exits unmeasured
+    "- FAILED_ENTRY 1 5000 5000 5000 5000 13:1",
+    "- INVALID_STATE_EMULATED 3 3000 900 1000 1100 10:2,11:1",
+]
+UNMEASURED = stats_text(*UNMEASURED_ROWS)
+ALL_COLS = "REASON,NR,COUNT,COUNT%,TOTAL,TIME%,MIN,AVG,MAX,P50,P90,P99"
+
+
+def test_unmeasured_exits_and_extra_rows(viewer: Path, tmp_path: Path) -> None:
+    f = tmp_path / "u.txt"
+    f.write_text(UNMEASURED)
+    assert "- TOTAL 28 10200 150 680 5000 0:13,8:11,10:2,11:1,13:1\n" in UNMEASURED
+    p = run(viewer, "-f", str(f), "-J", "--raw", "-o", ALL_COLS)
+    assert p.returncode == 0, p.stderr
+    rows = {r["reason"]: r for r in json.loads(p.stdout)["exit_stats"]}
+    ext = rows["EXTERNAL_INTERRUPT"]
+    assert (ext["count"], ext["total"]) == (4, 0)
+    assert [ext[k] for k in ("min", "avg", "max", "p50", "p90", "p99")] == [None] * 6
+    assert [rows["CPUID"][k] for k in ("avg", "min", "p50", "p99", "max")] == \
+        [200, 150, 250, 250, 250]
+    # 6 of 10 HLTs in bucket 0: the median is in bucket 8, not bucket 0
+    assert [rows["HLT"][k] for k in ("avg", "p50", "p90")] == [200, 250, 250]
+    inv = rows["INVALID_STATE_EMULATED"]
+    assert (inv["nr"], inv["count"], inv["avg"], inv["p50"], inv["p99"]) == \
+        (None, 3, 1000, 1023, 1100)
+    assert (rows["TOTAL"]["count"], rows["TOTAL"]["avg"]) == (28, 680)
+    assert [r for r in rows if r not in ("TOTAL",)][-2:] == [
+        "INVALID_STATE_EMULATED", "FAILED_ENTRY"]   # by count, then name
+    p = run(viewer, "-f", str(f), "-s", "reason", "-n", "-o", "REASON,NR")
+    assert [ln.split()[0] for ln in p.stdout.splitlines()] == [
+        "EXTERNAL_INTERRUPT", "CPUID", "HLT", "FAILED_ENTRY",
+        "INVALID_STATE_EMULATED", "TOTAL"]
+    p = run(viewer, "-f", str(f))
+    assert p.returncode == 0, p.stderr
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith("INVALID_STATE_EMULATED"))
+    assert line.split()[1:3] == ["3", "10.71"]
+    assert next(ln for ln in p.stdout.splitlines()
+                if ln.startswith("EXTERNAL_INTERRUPT")).split()[1:] == \
+        ["4", "14.29", "0ns", "0.00"]   # no MIN..P99
+    p = run(viewer, "-f", str(f), "--csv", "-o", "REASON,NR,COUNT", "-s", "name")
+    assert "INVALID_STATE_EMULATED,,3\n" in p.stdout
+
+
+def test_live_delta_with_unmeasured_exits(viewer: Path, tmp_path: Path) -> None:
+    f = tmp_path / "live.txt"
+    f.write_text(stats_text("10 CPUID 10 1400 150 200 250 0:3,8:7",
+                            "12 HLT 2 600 300 300 300 9:2", since=10**9))
+
+    def writer() -> None:
+        time.sleep(0.2)
+        f.write_text(stats_text("10 CPUID 20 2400 150 200 250 0:8,8:12",
+                                "12 HLT 5 600 300 300 300 0:3,9:2", since=2 * 10**9))
+
+    t = threading.Thread(target=writer)
+    t.start()
+    p = run(viewer, "-f", str(f), "-i", "0.6", "-c", "1", "-J", "--raw",
+            "-o", "REASON,COUNT,TOTAL,AVG,P50,P99")
+    t.join()
+    assert p.returncode == 0, p.stderr
+    rows = {r["reason"]: r for r in json.loads(p.stdout)["exit_stats"]}
+    # 10 exits, 5 of them measured, 1000 cycles: 200 each, not 100
+    assert rows["CPUID"] == {"reason": "CPUID", "count": 10, "total": 1000,
+                             "avg": 200, "p50": 250, "p99": 250}
+    # 3 exits, none measured: no time, and no division by zero
+    assert rows["HLT"] == {"reason": "HLT", "count": 3, "total": 0,
+                           "avg": None, "p50": None, "p99": None}
+    assert (rows["TOTAL"]["count"], rows["TOTAL"]["avg"]) == (13, 200)
+
+
+# ----- a fake /sys/kernel: --pid, --reset, lockdown -----
+
+SHIM = r"""
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+/*
+ * LD_PRELOAD shim for the kvm-exitstat tests: paths under /sys/kernel go
+ * to $KES_FAKE_SYS/kernel, and opening an existing file whose path ends in
+ * $KES_FAIL_SUFFIX fails with errno $KES_FAIL_ERRNO, the way lockdown
+ * refuses debugfs files (root gets no EPERM from file modes).
+ */
+static const char *map(const char *path, char *buf)
+{
+	const char *root = getenv("KES_FAKE_SYS");
+
+	if (!root || strncmp(path, "/sys/kernel", 11) ||
+	    (path[11] && path[11] != '/'))
+		return path;
+	snprintf(buf, PATH_MAX, "%s%s", root, path + 4);
+	return buf;
+}
+
+static int fail(const char *path)
+{
+	const char *suffix = getenv("KES_FAIL_SUFFIX");
+	const char *err = getenv("KES_FAIL_ERRNO");
+	size_t n = strlen(path), m;
+
+	if (!suffix || !err)
+		return 0;
+	m = strlen(suffix);
+	if (n < m || strcmp(path + n - m, suffix) || access(path, F_OK))
+		return 0;
+	errno = atoi(err);
+	return 1;
+}
+
+#define REAL(name) ((__typeof__(&name))dlsym(RTLD_NEXT, #name))
+
+FILE *fopen(const char *path, const char *mode)
+{
+	char buf[PATH_MAX];
+
+	path = map(path, buf);
+	return fail(path) ? NULL : REAL(fopen)(path, mode);
+}
+
+FILE *fopen64(const char *path, const char *mode)
+{
+	return fopen(path, mode);
+}
+
+int open(const char *path, int flags, ...)
+{
+	char buf[PATH_MAX];
+	mode_t mode = 0;
+	va_list ap;
+
+	if (flags & (O_CREAT | O_TMPFILE)) {
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	path = map(path, buf);
+	return fail(path) ? -1 : REAL(open)(path, flags, mode);
+}
+
+int open64(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	va_list ap;
+
+	if (flags & (O_CREAT | O_TMPFILE)) {
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	return open(path, flags, mode);
+}
+
+DIR *opendir(const char *path)
+{
+	char buf[PATH_MAX];
+
+	return REAL(opendir)(map(path, buf));
+}
+
+int stat(const char *path, struct stat *st)
+{
+	char buf[PATH_MAX];
+
+	return REAL(stat)(map(path, buf), st);
+}
+
+int statfs(const char *path, struct statfs *sfs)
+{
+	char buf[PATH_MAX];
+	const char *p = map(path, buf);
+	int ret = REAL(statfs)(p, sfs);
+
+	if (!ret && p != path && !strcmp(path, "/sys/kernel/debug"))
+		sfs->f_type = 0x64626720;	/* DEBUGFS_MAGIC */
+	return ret;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def shim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("shim")
+    (d / "shim.c").write_text(SHIM)
+    p = subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror",
+                        "-o", str(d / "shim.so"), str(d / "shim.c"), "-ldl"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return d / "shim.so"
+
+
+class FakeSys:
+    """A fake /sys/kernel (debugfs' kvm directory, lockdown) for the viewer."""
+
+    def __init__(self, root: Path, viewer: Path, shim: Path):
+        self.root = root
+        self.kvm = root / "kernel" / "debug" / "kvm"
+        self.kvm.mkdir(parents=True)
+        (root / "kernel" / "security").mkdir()
+        self.viewer = viewer
+        # ASan's runtime must come first: preload it before the shim.
+        ldd = subprocess.run(["ldd", str(viewer)], capture_output=True, text=True).stdout
+        asan = re.search(r"(\S*libasan\.so\S*) => (\S+)", ldd)
+        self.preload = f"{asan.group(2)} {shim}" if asan else str(shim)
+
+    def scope(self, rel: str, text: str, v2: bool = True) -> Path:
+        """exit_stats (and exit_stats_reset if @v2) in kvm/@rel."""
+        d = self.kvm / rel
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "exit_stats").write_text(text)
+        if v2:
+            (d / "exit_stats_reset").write_text("")
+        return d
+
+    def lockdown(self, text: str | None) -> None:
+        f = self.root / "kernel" / "security" / "lockdown"
+        if text is None:
+            f.unlink(missing_ok=True)
+        else:
+            f.write_text(text)
+
+    def run(self, *args: str, fail: tuple[int, str] | None = None,
+            ) -> subprocess.CompletedProcess[str]:
+        env = {"KES_FAKE_SYS": str(self.root), "LD_PRELOAD": self.preload}
+        if fail:
+            env |= {"KES_FAIL_ERRNO": str(fail[0]), "KES_FAIL_SUFFIX": fail[1]}
+        return run(self.viewer, *args, env=env)
+
+
+@pytest.fixture
+def fakesys(viewer: Path, shim: Path, tmp_path: Path) -> FakeSys:
+    return FakeSys(tmp_path / "sys", viewer, shim)
+
+
+KVM = "/sys/kernel/debug/kvm"
+HOST_TEXT = stats_text("10 CPUID 7 700 100 100 100 7:7")
+VM_TEXT = stats_text("10 CPUID 3 300 100 100 100 7:3")
+SCOPE_DIRS = ["", "77-10", "77-10/vcpu0", "77-10/vcpu1", "77-11", "78-10"]
+SCOPES = {
+    "host": ([], [""]),
+    "vm": (["--vm", "77-10"], ["77-10"]),
+    "vcpu": (["--vm", "77-10", "--vcpu", "1"], ["77-10/vcpu1"]),
+    "pid": (["-p", "77"], ["77-10", "77-11"]),
+}
+
+
+def make_tree(fakesys: FakeSys, v2: bool) -> None:
+    for rel in SCOPE_DIRS:
+        fakesys.scope(rel, HOST_TEXT if not rel else VM_TEXT, v2=v2)
+
+
+def test_fake_sys_is_used(fakesys: FakeSys) -> None:
+    make_tree(fakesys, v2=True)
+    p = fakesys.run("--raw", "-n", "-o", "REASON,COUNT")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["CPUID", "7", "TOTAL", "7"]
+    p = fakesys.run("-p", "77", "--raw", "-n", "-o", "REASON,COUNT")
+    assert p.stdout.split() == ["CPUID", "6", "TOTAL", "6"]
+
+
+@pytest.mark.parametrize("scope", sorted(SCOPES))
+def test_reset_writes_exit_stats_reset(fakesys: FakeSys, scope: str) -> None:
+    args, reset = SCOPES[scope]
+    make_tree(fakesys, v2=True)
+    p = fakesys.run("--reset", *args)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+    for rel in SCOPE_DIRS:
+        d = fakesys.kvm / rel
+        assert (d / "exit_stats_reset").read_text() == ("0\n" if rel in reset else ""), rel
+        assert (d / "exit_stats").read_text() == (HOST_TEXT if not rel else VM_TEXT), rel
+
+
+@pytest.mark.parametrize("scope", sorted(SCOPES))
+def test_reset_v1_writes_exit_stats(fakesys: FakeSys, scope: str) -> None:
+    """A kernel without exit_stats_reset: writing 0 to exit_stats resets."""
+    args, reset = SCOPES[scope]
+    make_tree(fakesys, v2=False)
+    p = fakesys.run("--reset", *args)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "")
+    for rel in SCOPE_DIRS:
+        d = fakesys.kvm / rel
+        assert d.joinpath("exit_stats").read_text().startswith("0\n") == (rel in reset), rel
+        assert not (d / "exit_stats_reset").exists(), "created a file in debugfs"
+
+
+@pytest.mark.parametrize("v2", [True, False])
+@pytest.mark.parametrize("args,path", [
+    (["--vm", "9-9"], "9-9"), (["--vm", "77-10", "--vcpu", "5"], "77-10/vcpu5")])
+def test_reset_missing_scope(fakesys: FakeSys, v2: bool, args: list[str], path: str) -> None:
+    make_tree(fakesys, v2=v2)
+    p = fakesys.run("--reset", *args)
+    assert p.returncode == 1
+    assert p.stderr == f"kvm-exitstat: {KVM}/{path}/exit_stats: No such file or directory\n"
+    assert not (fakesys.kvm / path).exists()
+
+
+LOCKDOWN_CASES = {
+    "integrity": ("none [integrity] confidentiality\n",
+                  "the kernel is locked down ([integrity] in /sys/kernel/security/lockdown)"),
+    "confidentiality": ("none integrity [confidentiality]\n",
+                        "the kernel is locked down ([confidentiality] in "),
+    "unreadable": (None, "the kernel is probably locked down (cannot read "
+                   "/sys/kernel/security/lockdown)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOCKDOWN_CASES))
+def test_reset_under_lockdown(fakesys: FakeSys, case: str) -> None:
+    text, message = LOCKDOWN_CASES[case]
+    make_tree(fakesys, v2=True)
+    fakesys.lockdown(text)
+    p = fakesys.run("--reset", fail=(1, "exit_stats_reset"))   # EPERM
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.startswith(f"kvm-exitstat: cannot reset {KVM}/exit_stats_reset: "
+                               "Operation not permitted: "), p.stderr
+    assert message in p.stderr
+    assert "lockdown refuses resetting exit_stats, reading still works" in p.stderr
+    # no fallback to the v1 reset, nothing written
+    assert (fakesys.kvm / "exit_stats").read_text() == HOST_TEXT
+    assert (fakesys.kvm / "exit_stats_reset").read_text() == ""
+    # exit_stats stays readable
+    p = fakesys.run("--raw", "-n", "-o", "COUNT", fail=(1, "exit_stats_reset"))
+    assert (p.returncode, p.stdout.split()) == (0, ["7", "7"]), p.stderr
+
+
+def test_reset_eperm_without_lockdown(fakesys: FakeSys) -> None:
+    make_tree(fakesys, v2=True)
+    fakesys.lockdown("[none] integrity confidentiality\n")
+    p = fakesys.run("--reset", "--vm", "77-10", fail=(1, "exit_stats_reset"))
+    assert p.returncode == 1
+    assert p.stderr == (f"kvm-exitstat: cannot reset {KVM}/77-10/exit_stats_reset: "
+                        "Operation not permitted (the kernel is not locked down: "
+                        "/sys/kernel/security/lockdown shows [none])\n")
+
+
+def test_reset_needs_root(fakesys: FakeSys) -> None:
+    make_tree(fakesys, v2=True)
+    p = fakesys.run("--reset", "--vm", "77-10", fail=(13, "exit_stats_reset"))  # EACCES
+    assert p.returncode == 1
+    assert p.stderr == (f"kvm-exitstat: cannot reset {KVM}/77-10/exit_stats_reset: "
+                        "Permission denied (resetting is for root only: run as root)\n")
+
+
+def test_v1_kernel_under_lockdown(fakesys: FakeSys) -> None:
+    """v1 files are 0600: lockdown refuses reading and resetting them."""
+    make_tree(fakesys, v2=False)
+    fakesys.lockdown("none [integrity] confidentiality\n")
+    p = fakesys.run("--reset", fail=(1, "/exit_stats"))
+    assert p.returncode == 1
+    assert p.stderr.startswith(
+        f"kvm-exitstat: cannot reset {KVM}/exit_stats: Operation not permitted: "
+        "the kernel is locked down ([integrity] in /sys/kernel/security/lockdown); "
+        "this kernel has the first version of exit_stats"), p.stderr
+    assert (fakesys.kvm / "exit_stats").read_text() == HOST_TEXT
+    p = fakesys.run(fail=(1, "/exit_stats"))
+    assert p.returncode == 1
+    assert p.stderr.startswith(
+        f"kvm-exitstat: {KVM}/exit_stats: Operation not permitted: the kernel is "
+        "locked down ([integrity] in /sys/kernel/security/lockdown); this may be a "
+        "kernel with the first version of exit_stats"), p.stderr
+    assert p.stdout == ""
+
+
+def test_pid_merge_with_unmeasured_exits(fakesys: FakeSys) -> None:
+    fakesys.scope("77-10", stats_text("10 CPUID 10 1400 150 200 250 0:3,8:7"))
+    fakesys.scope("77-11", stats_text(
+        "10 CPUID 5 0 0 0 0 0:5", "12 HLT 2 600 300 300 300 9:2",
+        "- INVALID_STATE_EMULATED 3 3000 900 1000 1100 10:2,11:1"))
+    p = fakesys.run("-p", "77", "-J", "--raw", "-o", "REASON,NR,COUNT,TOTAL,MIN,AVG,MAX,P50")
+    assert p.returncode == 0, p.stderr
+    rows = {r.pop("reason"): r for r in json.loads(p.stdout)["exit_stats"]}
+    assert rows == {
+        # min from the measured exits of 77-10, not the 0 of 77-11's unmeasured row
+        "CPUID": {"nr": 10, "count": 15, "total": 1400, "min": 150, "avg": 200,
+                  "max": 250, "p50": 250},
+        "INVALID_STATE_EMULATED": {"nr": None, "count": 3, "total": 3000, "min": 900,
+                                   "avg": 1000, "max": 1100, "p50": 1023},
+        "HLT": {"nr": 12, "count": 2, "total": 600, "min": 300, "avg": 300,
+                "max": 300, "p50": 300},
+        # 20 exits, 12 measured
+        "TOTAL": {"nr": None, "count": 20, "total": 5000, "min": 150, "avg": 416,
+                  "max": 1100, "p50": 255},
+    }

@@ -328,10 +328,13 @@ static void row_add(struct es_row *dst, const struct es_row *src)
 
 	if (!src->count)
 		return;
-	if (!dst->count || src->min < dst->min)
-		dst->min = src->min;
-	if (src->max > dst->max)
-		dst->max = src->max;
+	/* min and max only cover measured exits (not bucket 0). */
+	if (es_measured(src)) {
+		if (!es_measured(dst) || src->min < dst->min)
+			dst->min = src->min;
+		if (src->max > dst->max)
+			dst->max = src->max;
+	}
 	dst->count += src->count;
 	dst->cycles += src->cycles;
 	for (b = 0; b < ES_HIST; b++)
@@ -369,30 +372,32 @@ void es_finish(struct es_stats *st)
 	for (i = 0; i < st->nrows; i++) {
 		struct es_row *r = &st->rows[i];
 
-		r->avg = r->count ? r->cycles / r->count : 0;
+		r->avg = es_measured(r) ? r->cycles / es_measured(r) : 0;
 		row_add(&st->total, r);
 	}
-	st->total.avg = st->total.count ? st->total.cycles / st->total.count : 0;
+	st->total.avg = es_measured(&st->total) ?
+			st->total.cycles / es_measured(&st->total) : 0;
 }
 
 uint64_t es_quantile(const struct es_row *row, double q)
 {
-	uint64_t seen = 0, want, ub;
+	uint64_t measured = es_measured(row), seen = 0, want, ub;
 	int b;
 
-	if (!row->count)
+	if (!measured)
 		return 0;
-	want = (uint64_t)(q * (double)row->count + 0.999999);
+	want = (uint64_t)(q * (double)measured + 0.999999);
 	if (want < 1)
 		want = 1;
-	for (b = 0; b < ES_HIST; b++) {
+	/* Bucket 0 holds the exits without a time: not part of any quantile. */
+	for (b = 1; b < ES_HIST; b++) {
 		seen += row->hist[b];
 		if (seen >= want)
 			break;
 	}
 	if (b >= ES_HIST - 1)
 		return row->max;
-	ub = b ? (1ULL << b) - 1 : 0;
+	ub = (1ULL << b) - 1;
 	/* Bucket b holds [2^(b-1), 2^b): its upper end, within min..max. */
 	if (ub > row->max)
 		ub = row->max;

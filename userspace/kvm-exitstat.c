@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libsmartcols.h>
 #include <limits.h>
@@ -31,6 +32,8 @@
 #define DEBUGFS		"/sys/kernel/debug"
 #define KVM_DIR		DEBUGFS "/kvm"
 #define STATS		"exit_stats"
+#define RESET_SUFFIX	"_reset"	/* exit_stats_reset: write-only, v2 */
+#define LOCKDOWN	"/sys/kernel/security/lockdown"
 #define DEBUGFS_MAGIC	0x64626720
 #define MAX_FILE_SIZE	(16 << 20)
 
@@ -61,7 +64,7 @@ static const struct colinfo cols[NCOLS] = {
 	[COL_TOTAL]	= { "TOTAL", 8, SCOLS_FL_RIGHT, K_TIME, "time spent handling these exits" },
 	[COL_TIME_PCT]	= { "TIME%", 6, SCOLS_FL_RIGHT, K_PCT, "share of all handling time" },
 	[COL_MIN]	= { "MIN", 6, SCOLS_FL_RIGHT, K_TIME, "shortest handling time" },
-	[COL_AVG]	= { "AVG", 6, SCOLS_FL_RIGHT, K_TIME, "average handling time" },
+	[COL_AVG]	= { "AVG", 6, SCOLS_FL_RIGHT, K_TIME, "average handling time (of the measured exits)" },
 	[COL_MAX]	= { "MAX", 6, SCOLS_FL_RIGHT, K_TIME, "longest handling time" },
 	[COL_P50]	= { "P50", 6, SCOLS_FL_RIGHT, K_TIME, "median, from the log2 histogram (bucket upper bound)" },
 	[COL_P90]	= { "P90", 6, SCOLS_FL_RIGHT, K_TIME, "90th percentile, from the histogram" },
@@ -155,7 +158,8 @@ static void usage(FILE *out)
 		" -i, --interval SEC     print the change every SEC seconds\n"
 		" -c, --count N          stop after N intervals\n\n"
 		"Other:\n"
-		"     --reset            reset the counters of the scope (root)\n"
+		"     --reset            reset the counters of the scope (root; refused\n"
+		"                        under kernel lockdown)\n"
 		" -h, --help             display this help\n"
 		" -V, --version          display version\n\n"
 		"Available output columns:\n", prog);
@@ -244,14 +248,59 @@ static bool is_debugfs_mounted(void)
 	return !statfs(DEBUGFS, &sfs) && (unsigned long)sfs.f_type == DEBUGFS_MAGIC;
 }
 
+/*
+ * The active lockdown mode as LOCKDOWN shows it, e.g. "[integrity]", into
+ * @buf; false if it cannot be read.
+ */
+static bool lockdown_mode(char *buf, size_t len)
+{
+	FILE *f = fopen(LOCKDOWN, "r");
+	char line[128], *l, *r;
+	bool ok = false;
+
+	if (!f)
+		return false;
+	if (fgets(line, sizeof(line), f) && (l = strchr(line, '[')) &&
+	    (r = strchr(l, ']'))) {
+		snprintf(buf, len, "%.*s", (int)(r - l + 1), l);
+		ok = true;
+	}
+	fclose(f);
+	return ok;
+}
+
+/*
+ * EPERM from a debugfs file, whatever root's permissions: kernel lockdown,
+ * which refuses the debugfs files that can be written.  @what says what
+ * failed ("cannot reset " or ""), @why what it means and what to do.
+ */
+static void __attribute__((noreturn))
+die_eperm(const char *what, const char *path, const char *why)
+{
+	char mode[64];
+
+	if (!lockdown_mode(mode, sizeof(mode)))
+		die(EXIT_RUNTIME, "%s%s: %s: the kernel is probably locked down (cannot read " LOCKDOWN "); %s",
+		    what, path, strerror(EPERM), why);
+	if (!strcmp(mode, "[none]"))
+		die(EXIT_RUNTIME, "%s%s: %s (the kernel is not locked down: " LOCKDOWN " shows [none])",
+		    what, path, strerror(EPERM));
+	die(EXIT_RUNTIME, "%s%s: %s: the kernel is locked down (%s in " LOCKDOWN "); %s",
+	    what, path, strerror(EPERM), mode, why);
+}
+
 /* Explain why a debugfs path could not be opened, and how to fix it. */
 static void __attribute__((noreturn)) die_open(const char *path, int err)
 {
 	struct stat st;
 
-	if (err == EACCES || err == EPERM)
+	if (err == EACCES)
 		die(EXIT_RUNTIME, "%s: %s (exit_stats is for root only: run as root)",
 		    path, strerror(err));
+	/* Current exit_stats files are read-only: lockdown lets them be read. */
+	if (err == EPERM)
+		die_eperm("", path,
+			  "this may be a kernel with the first version of exit_stats (mode 0600, no exit_stats_reset), whose files lockdown refuses even for reading: boot without lockdown to read them");
 	if (err == ENOENT && strncmp(path, DEBUGFS "/", strlen(DEBUGFS) + 1) == 0) {
 		if (!is_debugfs_mounted())
 			die(EXIT_RUNTIME, "%s: debugfs not mounted: mount -t debugfs none " DEBUGFS,
@@ -402,7 +451,7 @@ static uint64_t time_value(const struct es_row *r, int col)
 {
 	switch (col) {
 	case COL_TOTAL: return r->cycles;
-	case COL_MIN: return r->count ? r->min : 0;
+	case COL_MIN: return es_measured(r) ? r->min : 0;
 	case COL_AVG: return r->avg;
 	case COL_MAX: return r->max;
 	default: return quantile_col(r, col);
@@ -479,7 +528,8 @@ static bool cell(const struct view *v, const struct es_row *r, int col,
 		snprintf(buf, len, "%.1f", (double)r->count / v->seconds);
 		return true;
 	default:
-		if (!r->count && col != COL_TOTAL)
+		/* Times of exits that were not measured (bucket 0) are unknown. */
+		if (!es_measured(r) && col != COL_TOTAL)
 			return false;
 		fmt_time(v, time_value(r, col), buf, len);
 		return true;
@@ -656,25 +706,30 @@ static void print_prometheus(const struct view *v, size_t nrows)
 		prom_series("kvm_exits_total", st, &st->rows[i], NULL);
 		printf("%llu\n", (unsigned long long)st->rows[i].count);
 	}
-	printf("# HELP kvm_exit_handling_seconds Time KVM took to handle a VM-Exit, log2 buckets.\n"
+	printf("# HELP kvm_exit_handling_seconds Time KVM took to handle a VM-Exit, log2 buckets, measured exits only.\n"
 	       "# TYPE kvm_exit_handling_seconds histogram\n");
 	for (i = 0; i < nrows; i++) {
 		const struct es_row *r = &st->rows[i];
 		uint64_t cum = 0;
 
-		/* Bucket b counts cycles below 2^b; the last one is open. */
+		/*
+		 * Bucket b counts cycles below 2^b; the last one is open.  The
+		 * exits in bucket 0 have no time: they are left out, so that
+		 * _sum / _count is the average.
+		 */
 		for (b = 0; b < ES_HIST - 1; b++) {
-			cum += r->hist[b];
+			if (b)
+				cum += r->hist[b];
 			snprintf(le, sizeof(le), "%.6g", (double)(1ULL << b) / hz);
 			prom_series("kvm_exit_handling_seconds_bucket", st, r, le);
 			printf("%llu\n", (unsigned long long)cum);
 		}
 		prom_series("kvm_exit_handling_seconds_bucket", st, r, "+Inf");
-		printf("%llu\n", (unsigned long long)r->count);
+		printf("%llu\n", (unsigned long long)es_measured(r));
 		prom_series("kvm_exit_handling_seconds_sum", st, r, NULL);
 		printf("%.9g\n", (double)r->cycles / hz);
 		prom_series("kvm_exit_handling_seconds_count", st, r, NULL);
-		printf("%llu\n", (unsigned long long)r->count);
+		printf("%llu\n", (unsigned long long)es_measured(r));
 	}
 }
 
@@ -788,18 +843,66 @@ static void live(struct opts *o)
 	es_free(&prev);
 }
 
+/* Write "0" to the reset file @path, opened as @fd. */
+static void write_reset(int fd, const char *path)
+{
+	ssize_t n = write(fd, "0\n", 2);
+	int err = n == 2 ? 0 : n < 0 ? errno : EIO;
+
+	if (close(fd) && !err)
+		err = errno;
+	if (err)
+		die(EXIT_RUNTIME, "cannot reset %s: %s", path, strerror(err));
+}
+
+/*
+ * Reset the scope of the exit_stats file @stats: write "0" to the
+ * exit_stats_reset next to it, or, on a kernel without one (the first
+ * version of the files), to exit_stats itself.  Never O_CREAT: debugfs
+ * cannot create files, and would fail with EACCES instead of ENOENT.
+ */
+static void reset_one(const char *stats)
+{
+	struct stat sb;
+	char *path;
+	int fd, err;
+
+	if (asprintf(&path, "%s" RESET_SUFFIX, stats) < 0)
+		die(EXIT_RUNTIME, "out of memory");
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	err = errno;
+	if (fd < 0 && err == ENOENT) {
+		if (stat(stats, &sb))
+			die_open(stats, errno);	/* no such VM or vCPU */
+		free(path);
+		path = strdup(stats);
+		if (!path)
+			die(EXIT_RUNTIME, "out of memory");
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		err = errno;
+		if (fd < 0 && err == EPERM)
+			die_eperm("cannot reset ", path,
+				  "this kernel has the first version of exit_stats (no exit_stats_reset, files of mode 0600), which lockdown refuses to read or reset: boot without lockdown to use them");
+	} else if (fd < 0 && err == EPERM) {
+		die_eperm("cannot reset ", path,
+			  "lockdown refuses resetting exit_stats, reading still works: kvm-exitstat -i SEC shows the changes without a reset");
+	}
+	if (fd < 0 && err == EACCES)
+		die(EXIT_RUNTIME, "cannot reset %s: %s (resetting is for root only: run as root)",
+		    path, strerror(err));
+	if (fd < 0)
+		die(EXIT_RUNTIME, "cannot reset %s: %s", path, strerror(err));
+	write_reset(fd, path);
+	free(path);
+}
+
 static void reset(const struct opts *o)
 {
 	char **paths;
 	size_t i, n = scope_paths(o, &paths);
 
 	for (i = 0; i < n; i++) {
-		FILE *f = fopen(paths[i], "w");
-
-		if (!f)
-			die_open(paths[i], errno);
-		if (fputs("0\n", f) == EOF || fclose(f) == EOF)
-			die(EXIT_RUNTIME, "cannot reset %s: %s", paths[i], strerror(errno));
+		reset_one(paths[i]);
 		free(paths[i]);
 	}
 	free(paths);
