@@ -7,6 +7,8 @@
 #   make kernel-tree   build/linux: Debian's 6.12.117 + kernel-patch/ as git
 #   make series        regenerate kernel-patch/ from build/linux
 #   make kernel        build the test kernel (build/kobj)
+#   make selftest      build the series' KVM selftest, static
+#                      (build/selftest/exit_stats_test)
 #   make checkpatch    scripts/checkpatch.pl --strict on the series
 #   make check-series  build the kernel at every patch of the series, then
 #                      the whole series with CONFIG_KVM_EXIT_STATS=n
@@ -29,6 +31,7 @@ EXITLOAD := $(BUILD)/exitload
 KESIO    := $(BUILD)/kes-io
 KESBENCH := $(BUILD)/kes-bench
 KESVGA   := $(BUILD)/kes-vga
+SELFTEST := $(BUILD)/selftest/exit_stats_test
 GUEST_CFLAGS := -static -O2 -std=gnu11 -Wall -Wextra -Werror
 
 PREFIX  ?= /usr/local
@@ -42,7 +45,7 @@ ASAN_VIEWER := $(BUILD)/kvm-exitstat-asan
 FUZZER  := $(BUILD)/fuzz_parse
 FUZZ_SECONDS ?= 60
 
-.PHONY: all viewer install deps kernel-tree series kernel checkpatch \
+.PHONY: all viewer install deps kernel-tree series kernel selftest checkpatch \
 	check-series exitload demo test debug-check bench fuzz clean distclean
 
 all: viewer
@@ -85,6 +88,12 @@ series:
 kernel: deps
 	@tests/kernel build
 
+# tools/testing/selftests/kvm/x86_64/exit_stats_test.c of the series, built
+# out of tree (make decides what is stale, so this is cheap when it is not).
+selftest: deps
+	@tests/kernel tree
+	@tests/build-selftest $(BUILD)/linux $(BUILD)/selftest
+
 checkpatch: deps
 	@tests/kernel checkpatch
 
@@ -119,7 +128,7 @@ demo: kernel exitload $(VIEWER)
 	@tests/run-in-vm --vendor $(VENDOR) --add $(EXITLOAD) --add $(VIEWER) -- \
 		'exitload --cpuid 5000 --io 300 --rdmsr 200 --wrmsr 100 --hlt 50 --vcpus 2 >/dev/null && cat /sys/kernel/debug/kvm/exit_stats && echo && kvm-exitstat'
 
-test: kernel exitload $(VIEWER) $(ASAN_VIEWER) $(FUZZER)
+test: kernel selftest exitload $(VIEWER) $(ASAN_VIEWER) $(FUZZER)
 	$(PYTHON) -m pytest -c tests/pytest.ini tests $(PYTEST_ARGS)
 
 # The same check as tests/test_debug_kernel.py, which make test runs too.
@@ -127,7 +136,7 @@ debug-check: exitload $(VIEWER)
 	$(PYTHON) -m pytest -c tests/pytest.ini tests/test_debug_kernel.py $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(BUILD)/kobj $(BUILD)/kdebug $(BUILD)/kseries $(EXITLOAD) $(KESIO) \
+	rm -rf $(BUILD)/kobj $(BUILD)/kdebug $(BUILD)/kseries $(BUILD)/selftest $(EXITLOAD) $(KESIO) \
 		$(KESVGA) $(KESBENCH) $(VIEWER) $(ASAN_VIEWER) $(FUZZER) tests/__pycache__
 
 distclean:

@@ -84,9 +84,11 @@ def add(*stats: ExitStats) -> dict[str, Row]:
                 out[name] = Row(r.reason, name, r.count, r.cycles, r.min, 0,
                                 r.max, dict(r.hist))
                 continue
+            # A row of unmeasured exits only (bucket 0) shows min 0.
+            if r.count > r.hist.get(0, 0):
+                o.min = min(o.min, r.min) if o.count > o.hist.get(0, 0) else r.min
             o.count += r.count
             o.cycles += r.cycles
-            o.min = min(o.min, r.min)
             o.max = max(o.max, r.max)
             for b, c in r.hist.items():
                 o.hist[b] = o.hist.get(b, 0) + c

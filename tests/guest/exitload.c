@@ -6,9 +6,12 @@
  * writes to userspace, N RDMSR and N WRMSR of MSR_IA32_MISC_ENABLE (which KVM
  * always intercepts), optionally N x2APIC ICR writes (handled in the VMX
  * fastpath, needs the in-kernel irqchip) and N HLTs, then a write to the
- * "done" port (or, with --ud, a UD2 that ends in a triple fault).  With --dump the VM's debugfs files are printed before the VM
- * is destroyed; with --wait FILE the VM stays alive (its vCPUs idle) until
- * FILE exists.  Works on VMX and SVM alike.
+ * "done" port (or, with --ud, a UD2 that ends in a triple fault).  With
+ * --real-mode the guest is a 16-bit real-mode one that only does the port
+ * writes, with a CS base that is not selector * 16: VMX without unrestricted
+ * guest cannot run that, so KVM emulates it.  With --dump the VM's debugfs
+ * files are printed before the VM is destroyed; with --wait FILE the VM stays
+ * alive (its vCPUs idle) until FILE exists.  Works on VMX and SVM alike.
  */
 #include <err.h>
 #include <errno.h>
@@ -105,6 +108,27 @@ asm(".pushsection .rodata\n"
     ".code64\n"
     ".popsection\n");
 
+extern const unsigned char rm_guest_code[], rm_guest_code_end[];
+
+asm(".pushsection .rodata\n"
+    ".code16\n"
+    "rm_guest_code:\n"
+    "	mov 0x504, %si\n"		/* OUT to userspace, at most 65535 */
+    "	mov $0x99, %dx\n"
+    "1:	test %si, %si\n"
+    "	jz 2f\n"
+    "	out %al, %dx\n"
+    "	dec %si\n"
+    "	jmp 1b\n"
+    "2:	mov $0xf1, %dx\n"		/* done */
+    "	out %al, %dx\n"
+    "	jmp 2b\n"
+    "rm_guest_code_end:\n"
+    ".code64\n"
+    ".popsection\n");
+
+static int real_mode;
+
 struct vcpu {
 	int fd;
 	struct kvm_run *run;
@@ -131,6 +155,9 @@ static void usage(FILE *out, int status)
 		"  -w, --wrmsr N    WRMSR of MSR_IA32_MISC_ENABLE per vCPU\n"
 		"  -x, --icr N      enable x2APIC (one WRMSR), then N ICR writes (in-kernel irqchip)\n"
 		"  -H, --hlt N      HLT instructions per vCPU (not with --icr)\n"
+		"  -m, --real-mode  a 16-bit real-mode guest (CS base not selector*16),\n"
+		"                   --io writes only; emulated on VMX without\n"
+		"                   unrestricted guest\n"
 		"  -u, --ud         end with UD2 instead of the 'done' write: #UD, then a\n"
 		"                   triple fault (no IDT) and KVM_EXIT_SHUTDOWN\n"
 		"  -v, --vcpus N    vCPUs, each running the workload (default 1)\n"
@@ -222,15 +249,25 @@ static void create_vcpu(struct vcpu *v, int id, struct kvm_cpuid2 *cpuid)
 
 	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
 		err(1, "KVM_GET_SREGS");
-	set_seg(&sregs.cs, 0x8, 11);
-	set_seg(&sregs.ds, 0x10, 3);
-	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
-	sregs.cr0 = 0x11;	/* PE | ET */
+	if (real_mode) {
+		/* Flat data at 0, code at CODE_GPA from selector 0. */
+		sregs.cs.selector = 0;
+		sregs.cs.base = CODE_GPA;
+		sregs.ds.selector = 0;
+		sregs.ds.base = 0;
+		sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
+		sregs.cr0 = 0x10;	/* ET */
+	} else {
+		set_seg(&sregs.cs, 0x8, 11);
+		set_seg(&sregs.ds, 0x10, 3);
+		sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
+		sregs.cr0 = 0x11;	/* PE | ET */
+	}
 	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
 		err(1, "KVM_SET_SREGS");
 
 	memset(&regs, 0, sizeof(regs));
-	regs.rip = CODE_GPA;
+	regs.rip = real_mode ? 0 : CODE_GPA;
 	regs.rflags = 2;
 	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
 		err(1, "KVM_SET_REGS");
@@ -269,6 +306,7 @@ int main(int argc, char **argv)
 		{ "icr", required_argument, NULL, 'x' },
 		{ "hlt", required_argument, NULL, 'H' },
 		{ "ud", no_argument, NULL, 'u' },
+		{ "real-mode", no_argument, NULL, 'm' },
 		{ "vcpus", required_argument, NULL, 'v' },
 		{ "dump", no_argument, NULL, 'd' },
 		{ "wait", required_argument, NULL, 'W' },
@@ -283,7 +321,7 @@ int main(int argc, char **argv)
 	int dump_files = 0, c, failed = 0;
 	void *mem;
 
-	while ((c = getopt_long(argc, argv, "c:i:r:w:x:H:uv:dW:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:i:r:w:x:H:umv:dW:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': params.cpuid = number(optarg, UINT32_MAX); break;
 		case 'i': params.io = number(optarg, UINT32_MAX); break;
@@ -292,6 +330,7 @@ int main(int argc, char **argv)
 		case 'x': params.icr = number(optarg, UINT32_MAX); break;
 		case 'H': params.hlt = number(optarg, UINT32_MAX); break;
 		case 'u': params.ud = 1; break;
+		case 'm': real_mode = 1; break;
 		case 'v': nvcpus = number(optarg, MAX_VCPUS); break;
 		case 'd': dump_files = 1; break;
 		case 'W': wait_file = optarg; break;
@@ -303,6 +342,9 @@ int main(int argc, char **argv)
 		usage(stderr, 2);
 	if (params.icr && params.hlt)
 		errx(2, "--hlt would block forever with the in-kernel irqchip of --icr");
+	if (real_mode && (params.cpuid || params.rdmsr || params.wrmsr ||
+			  params.icr || params.hlt || params.ud || params.io > 65535))
+		errx(2, "--real-mode only takes --io (at most 65535), --vcpus and the output options");
 
 	kvm_fd = open("/dev/kvm", O_RDWR);
 	if (kvm_fd < 0)
@@ -321,11 +363,19 @@ int main(int argc, char **argv)
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (mem == MAP_FAILED)
 		err(1, "mmap guest memory");
-	memcpy((char *)mem + CODE_GPA, guest_code, guest_code_end - guest_code);
+	if (real_mode)
+		memcpy((char *)mem + CODE_GPA, rm_guest_code,
+		       rm_guest_code_end - rm_guest_code);
+	else
+		memcpy((char *)mem + CODE_GPA, guest_code,
+		       guest_code_end - guest_code);
 	region.memory_size = MEM_SIZE;
 	region.userspace_addr = (uintptr_t)mem;
 	if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
 		err(1, "KVM_SET_USER_MEMORY_REGION");
+	/* Real mode on VMX without unrestricted guest wants a vm86 TSS. */
+	if (real_mode && ioctl(vm_fd, KVM_SET_TSS_ADDR, 0xfffbd000) < 0)
+		err(1, "KVM_SET_TSS_ADDR");
 	if (params.icr && ioctl(vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
 		err(1, "KVM_CREATE_IRQCHIP");
 

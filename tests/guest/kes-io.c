@@ -4,7 +4,8 @@
  *
  *   kes-io write FILE DATA      one write(2) of DATA (may be empty)
  *   kes-io junk FILE N          one write(2) of N bytes of junk
- *   kes-io read-as UID FILE     drop to UID/GID, then open and read FILE
+ *   kes-io read FILE            open and read FILE to its end
+ *   kes-io read-as UID FILE     drop to UID/GID, then the same
  *   kes-io write-as UID FILE DATA  drop to UID/GID, then write DATA to FILE
  *
  * Prints "ok N" (bytes) or "error ENAME" and exits 0 either way; exits 2 on
@@ -46,6 +47,19 @@ static int do_write(const char *path, const char *buf, size_t len)
 	return result(write(fd, buf, len));
 }
 
+static int do_read(const char *path)
+{
+	char buf[4096];
+	ssize_t n, total = 0;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		return result(-1);
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		total += n;
+	return result(n < 0 ? n : total);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && !strcmp(argv[1], "write"))
@@ -62,18 +76,12 @@ int main(int argc, char **argv)
 		return do_write(argv[2], buf, n);
 	}
 
-	if (argc == 4 && !strcmp(argv[1], "read-as")) {
-		char buf[4096];
-		ssize_t n, total = 0;
-		int fd;
+	if (argc == 3 && !strcmp(argv[1], "read"))
+		return do_read(argv[2]);
 
+	if (argc == 4 && !strcmp(argv[1], "read-as")) {
 		drop_to(argv[2]);
-		fd = open(argv[3], O_RDONLY);
-		if (fd < 0)
-			return result(-1);
-		while ((n = read(fd, buf, sizeof(buf))) > 0)
-			total += n;
-		return result(n < 0 ? n : total);
+		return do_read(argv[3]);
 	}
 
 	if (argc == 5 && !strcmp(argv[1], "write-as")) {
@@ -81,6 +89,6 @@ int main(int argc, char **argv)
 		return do_write(argv[3], argv[4], strlen(argv[4]));
 	}
 
-	fprintf(stderr, "usage: kes-io write FILE DATA | junk FILE N | read-as UID FILE | write-as UID FILE DATA\n");
+	fprintf(stderr, "usage: kes-io write FILE DATA | junk FILE N | read FILE | read-as UID FILE | write-as UID FILE DATA\n");
 	return 2;
 }
