@@ -232,13 +232,22 @@ def test_a_quiet_command_is_kept_alive_by_the_heartbeat() -> None:
 
 
 def emulator_of(p: subprocess.Popen[str]) -> int:
-    """The pid of run-in-vm's emulator, once it has one."""
-    for _ in range(600):
+    """The pid of run-in-vm's emulator, once it has one.
+
+    Not just any child: without --kernel, run-in-vm first runs `make kernel`.
+    """
+    for _ in range(1800):
         kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True,
                               text=True).stdout.split()
-        if kids:
-            return int(kids[0])
+        for kid in kids:
+            try:
+                comm = Path(f"/proc/{kid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if comm.startswith(("qemu-system", "bochs")):
+                return int(kid)
         time.sleep(0.1)
+    p.terminate()
     raise AssertionError("run-in-vm started no emulator")
 
 
@@ -254,7 +263,8 @@ def test_a_stuck_emulator_fails_fast_and_keeps_its_log(tmp_path: Path) -> None:
             break
         time.sleep(0.1)
     else:
-        p.kill()
+        p.terminate()   # run-in-vm ends the emulator on SIGTERM
+        p.wait()
         raise AssertionError("the guest never got to its command")
     stopped = time.monotonic()
     os.kill(emu, signal.SIGSTOP)   # as stuck as bochs on a full pty
