@@ -50,6 +50,14 @@ def test_selftest_patch() -> None:
                      "tools/testing/selftests/kvm/x86_64/exit_stats_test.c"]
 
 
+def test_kunit_is_its_own_object() -> None:
+    # v1 #included the tests into exit_stats.c to reach its statics.
+    text = "".join(p.read_text() for p in PATCHES)
+    assert '#include "exit_stats_test.c"' not in text
+    assert "+kvm-$(CONFIG_KVM_EXIT_STATS_KUNIT_TEST) += exit_stats_test.o" in text
+    assert "VISIBLE_IF_KUNIT" in text
+
+
 def test_x86_c_sees_no_vendor_header() -> None:
     # exit_stats.h is included by x86.c and debugfs.c: no <asm/vmx.h>.
     text = "".join(p.read_text() for p in PATCHES)
