@@ -68,7 +68,7 @@ def guest_script(kernel: str, repeats: int) -> str:
         # Proof that the setup took effect: what was counted or traced.
         if kernel.startswith("patched"):
             lines.append(f"echo \"counted $(grep ' CPUID \\| cpuid ' {STATS})\"")
-            lines.append(f"echo 0 > {STATS}")
+            lines.append(f"echo 0 > {STATS}_reset")
         if "kvm_exit" in setup:
             lines.append("echo \"traced $(grep -c kvm_exit /sys/kernel/tracing/trace)\"")
             lines.append(f"echo 0 > {TRACE}/kvm_exit/enable; "
