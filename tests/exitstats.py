@@ -1,11 +1,47 @@
-"""Parser for the exit_stats debugfs format (version 1), for the tests."""
+"""Parser for the exit_stats debugfs format (versions 1 and 2), for the tests."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
-HEADER_KEYS = ["kvm_exit_stats", "vendor", "clock", "tsc_khz", "since_reset_ns"]
+HEADER_KEYS_V1 = ["kvm_exit_stats", "vendor", "clock", "tsc_khz", "since_reset_ns"]
+HEADER_KEYS_V2 = HEADER_KEYS_V1 + ["hist_buckets", "hist_min_shift", "hist_sub_shift"]
+HEADER_KEYS = {1: HEADER_KEYS_V1, 2: HEADER_KEYS_V2}
 COLUMNS = "reason name count cycles min avg max hist"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The histogram's buckets.  Version 1 has those of N=32, M=1, S=0."""
+    version: int
+    buckets: int     # N (hist_buckets)
+    min_shift: int   # M (hist_min_shift)
+    sub_shift: int   # S (hist_sub_shift)
+
+    def check(self) -> None:
+        n, m, s = self.buckets, self.min_shift, self.sub_shift
+        if not (0 <= s <= 4 and 1 <= m <= 20 and 3 <= n <= 256 and s <= m
+                and (n - 3) % (1 << s) == 0 and m + ((n - 3) >> s) <= 63):
+            raise ValueError(f"bad histogram layout {self}")
+
+
+V1_LAYOUT = Layout(1, 32, 1, 0)
+
+
+def bucket_bounds(layout: Layout, b: int) -> tuple[int, float]:
+    """[lo, hi) in cycles of bucket b > 0; hi is math.inf for the last one."""
+    n, m, s = layout.buckets, layout.min_shift, layout.sub_shift
+    if not 0 < b < n:
+        raise ValueError(f"no bucket {b} in {layout}")
+    if b == 1:
+        return 1, 2 ** m
+    if b == n - 1:
+        return 2 ** (m + ((n - 3) >> s)), math.inf
+    j = b - 2
+    e = m + (j >> s)
+    lo = 2 ** e + (j & ((1 << s) - 1)) * 2 ** (e - s)
+    return lo, lo + 2 ** (e - s)
 
 
 @dataclass
@@ -29,6 +65,7 @@ class ExitStats:
     header: dict[str, str]
     rows: dict[str, Row]   # by name, without TOTAL
     total: Row
+    layout: Layout = V1_LAYOUT
 
     def count(self, name: str) -> int:
         return self.rows[name].count if name in self.rows else 0
@@ -42,14 +79,27 @@ def parse(text: str) -> ExitStats:
     header: dict[str, str] = {}
     rows: dict[str, Row] = {}
     total = None
+    m = re.fullmatch(r"# kvm_exit_stats (\d+)", lines[0])
+    if not m:
+        raise ValueError(f"line 1: not a kvm exit_stats file: {lines[0]!r}")
+    version = int(m.group(1))
+    if version not in HEADER_KEYS:
+        raise ValueError(f"line 1: format version {version}, not 1 or 2")
+    keys = HEADER_KEYS[version]
+    layout = V1_LAYOUT
     for i, line in enumerate(lines):
-        if i < len(HEADER_KEYS):
+        if i < len(keys):
             key, _, value = line.removeprefix("# ").partition(" ")
-            if not line.startswith("# ") or key != HEADER_KEYS[i]:
-                raise ValueError(f"line {i + 1}: expected header {HEADER_KEYS[i]}: {line!r}")
+            if not line.startswith("# ") or key != keys[i]:
+                raise ValueError(f"line {i + 1}: expected header {keys[i]}: {line!r}")
             header[key] = value
+            if i == len(keys) - 1 and version == 2:
+                layout = Layout(2, int(header["hist_buckets"]),
+                                int(header["hist_min_shift"]),
+                                int(header["hist_sub_shift"]))
+                layout.check()
             continue
-        if i == len(HEADER_KEYS):
+        if i == len(keys):
             if line != "# " + COLUMNS:
                 raise ValueError(f"bad column line {line!r}")
             continue
@@ -57,10 +107,13 @@ def parse(text: str) -> ExitStats:
         if not m:
             raise ValueError(f"line {i + 1}: bad row {line!r}")
         reason, name, *nums, hist = m.groups()
+        pairs = [tuple(map(int, p.split(":"))) for p in hist.split(",")] if hist else []
+        buckets = [b for b, _ in pairs]
+        if buckets != sorted(set(buckets)) or any(b >= layout.buckets for b in buckets):
+            raise ValueError(f"line {i + 1}: buckets out of order or beyond "
+                             f"{layout.buckets - 1}: {line!r}")
         row = Row(None if reason == "-" else int(reason), name,
-                  *map(int, nums),
-                  hist={int(b): int(c) for b, c in
-                        (p.split(":") for p in hist.split(","))} if hist else {})
+                  *map(int, nums), hist=dict(pairs))
         if total is not None:
             raise ValueError("rows after TOTAL")
         if name == "TOTAL":
@@ -71,11 +124,13 @@ def parse(text: str) -> ExitStats:
             rows[name] = row
     if total is None:
         raise ValueError("no TOTAL line")
-    return ExitStats(header, rows, total)
+    return ExitStats(header, rows, total, layout)
 
 
 def add(*stats: ExitStats) -> dict[str, Row]:
-    """Sum rows by name, the way the kernel sums vCPUs."""
+    """Sum rows by name, the way the kernel sums vCPUs (of one layout)."""
+    if len({s.layout for s in stats}) > 1:
+        raise ValueError("histogram layouts differ")
     out: dict[str, Row] = {}
     for s in stats:
         for name, r in s.rows.items():

@@ -19,11 +19,16 @@ from pathlib import Path
 import pytest
 
 from conftest import BUILD, ROOT
-from exitstats import parse
+from exitstats import Layout, bucket_bounds, parse
 
 DATA = ROOT / "tests" / "data"
 GOLDEN = DATA / "golden"
-SAMPLES = {"svm": DATA / "exit_stats-svm.txt", "vmx": DATA / "exit_stats-vmx.txt"}
+# Format version 1 (saved from booted kernels) and 2 (synthetic: the same
+# exits in the buckets of format version 2, until a booted kernel's files
+# replace them; then regenerate the goldens with UPDATE_GOLDEN=1).
+SAMPLES = {"svm": DATA / "exit_stats-svm.txt", "vmx": DATA / "exit_stats-vmx.txt",
+           "v2-svm": DATA / "exit_stats-v2-svm.txt",
+           "v2-vmx": DATA / "exit_stats-v2-vmx.txt"}
 BINARIES = {"plain": ROOT / "userspace" / "kvm-exitstat",
             "asan": BUILD / "kvm-exitstat-asan"}
 
@@ -134,6 +139,7 @@ def test_prometheus(viewer: Path, vendor: str, tmp_path: Path) -> None:
         vendor = "vmx"
     src = parse(sample.read_text())
     hz = int(src.header["tsc_khz"]) * 1000
+    vendor = src.header["vendor"]
     p = run(viewer, "-f", str(sample), "--prometheus")
     assert p.returncode == 0, p.stderr
     check = subprocess.run(["promtool", "check", "metrics"], input=p.stdout,
@@ -147,7 +153,7 @@ def test_prometheus(viewer: Path, vendor: str, tmp_path: Path) -> None:
         m = PROM.match(line)
         assert m, line
         metric, v, reason, nr, le, value = m.groups()
-        assert v == vendor.upper()
+        assert v == vendor
         row = src.rows[reason]
         assert nr == (None if row.reason is None else str(row.reason))
         seen.add((metric, reason))
@@ -162,12 +168,15 @@ def test_prometheus(viewer: Path, vendor: str, tmp_path: Path) -> None:
             assert int(value) == row.count - row.hist.get(0, 0)
     for reason, row in src.rows.items():
         b = buckets[reason]
+        assert len(b) == src.layout.buckets, "an le per bucket, and 1 cycle"
         assert [c for _, c in b] == sorted(c for _, c in b), "cumulative"
         assert b[-1] == (float("inf"), row.count - row.hist.get(0, 0))
-        for le, cum in b[:-1]:
-            # measured exits below le seconds, from the log2 histogram
+        les = [1] + [bucket_bounds(src.layout, k)[1] for k in range(1, src.layout.buckets - 1)]
+        for (le, cum), bound in zip(b[:-1], les):
+            assert le == pytest.approx(bound / hz, rel=1e-5), (reason, le)
+            # measured exits below le seconds: the buckets that end there
             want = sum(n for k, n in row.hist.items()
-                       if k and 2 ** k <= le * hz * (1 + 1e-5))
+                       if k and bucket_bounds(src.layout, k)[1] <= le * hz * (1 + 1e-5))
             assert cum == want, (reason, le)
         assert ("kvm_exit_handling_seconds_count", reason) in seen
 
@@ -250,10 +259,20 @@ def test_usage_errors(viewer: Path, args: list[str], message: str) -> None:
     assert p.stdout == ""
 
 
-def header(version: str = "1") -> str:
+def header(version: str = "1", hist: str = "") -> str:
+    """The header of a file; @hist: version 2's hist_* lines (or others)."""
     return (f"# kvm_exit_stats {version}\n# vendor VMX\n# clock tsc\n"
-            "# tsc_khz 1000\n# since_reset_ns 5\n"
+            "# tsc_khz 1000\n# since_reset_ns 5\n" + hist +
             "# reason name count cycles min avg max hist\n")
+
+
+def hist_lines(buckets: object = 107, min_shift: object = 6, sub_shift: object = 2) -> str:
+    return (f"# hist_buckets {buckets}\n# hist_min_shift {min_shift}\n"
+            f"# hist_sub_shift {sub_shift}\n")
+
+
+def header2(**layout: object) -> str:
+    return header("2", hist_lines(**layout))
 
 
 ROW = "10 CPUID 2 30 10 15 20 4:1,5:1\n"
@@ -264,7 +283,10 @@ MALFORMED = {
     "truncated-line": ((header() + ROW + TOTAL)[:-1].encode(), "truncated line"),
     "truncated-file": ((header() + ROW).encode(), "missing '- TOTAL' line"),
     "cut-in-header": (header()[:40].encode(), "line 3:"),
-    "wrong-version": ((header("2") + TOTAL).encode(), "format version 2, this kvm-exitstat reads version 1"),
+    "wrong-version": ((header("3", hist_lines()) + TOTAL).encode(),
+                      "line 1: format version 3, this kvm-exitstat reads versions 1 and 2"),
+    "version-0": ((header("0") + TOTAL).encode(),
+                  "line 1: format version 0, this kvm-exitstat reads versions 1 and 2"),
     "not-exit-stats": (b"hello world\n", "not a kvm exit_stats file"),
     "u64-overflow": ((header() + "10 CPUID 18446744073709551616 30 10 15 20 4:1,5:1\n" + TOTAL).encode(),
                      "not a 64-bit unsigned integer"),
@@ -272,7 +294,59 @@ MALFORMED = {
     "extra-columns": ((header() + "10 CPUID 2 30 10 15 20 4:1,5:1 x\n" + TOTAL).encode(), "expected 8 fields"),
     "hist-mismatch": ((header() + "10 CPUID 2 30 10 15 20 4:1\n" + TOTAL).encode(), "do not add up"),
     "min-gt-max": ((header() + "10 CPUID 2 30 30 15 20 4:1,5:1\n" + TOTAL).encode(), "min <= avg <= max"),
-    "bucket-range": ((header() + "10 CPUID 2 30 10 15 20 4:1,32:1\n" + TOTAL).encode(), "out of order or range"),
+    "bucket-range": ((header() + "10 CPUID 2 30 10 15 20 4:1,32:1\n" + TOTAL).encode(),
+                     "line 7: histogram bucket 32 out of range (the file has 32 buckets, 0..31)"),
+    "bucket-order": ((header() + "10 CPUID 2 30 10 15 20 5:1,4:1\n" + TOTAL).encode(),
+                     "line 7: histogram bucket 4 out of order (after bucket 5)"),
+    "bucket-repeated": ((header() + "10 CPUID 2 30 10 15 20 4:1,4:1\n" + TOTAL).encode(),
+                        "line 7: histogram bucket 4 out of order (after bucket 4)"),
+    # format version 2
+    "v2-bucket-range": ((header2() + "10 CPUID 2 30 10 15 20 4:1,107:1\n" + TOTAL).encode(),
+                        "line 10: histogram bucket 107 out of range (the file has 107 buckets, 0..106)"),
+    "v2-bucket-range-small": ((header2(buckets=7, sub_shift=2)
+                               + "10 CPUID 2 30 10 15 20 4:1,7:1\n" + TOTAL).encode(),
+                              "line 10: histogram bucket 7 out of range (the file has 7 buckets, 0..6)"),
+    "v2-no-hist-lines": ((header("2") + TOTAL).encode(),
+                         "line 6: missing header '# hist_buckets' (format version 2)"),
+    "v2-missing-sub-shift": ((header("2", hist_lines().rsplit("# hist_sub", 1)[0]) + TOTAL).encode(),
+                             "line 8: missing header '# hist_sub_shift' (format version 2)"),
+    "v2-out-of-order": ((header("2", "# hist_min_shift 6\n# hist_buckets 107\n# hist_sub_shift 2\n")
+                         + TOTAL).encode(),
+                        "line 6: header '# hist_min_shift' out of order or repeated (expected '# hist_buckets')"),
+    "v2-unknown-header": ((header("2", "# hist_bukets 107\n") + TOTAL).encode(),
+                          "line 6: unknown header '# hist_bukets' (expected '# hist_buckets')"),
+    "v2-extra-header": ((header("2", hist_lines() + "# hist_max_shift 32\n") + TOTAL).encode(),
+                        "line 9: unknown header '# hist_max_shift' (expected the column line"),
+    "v2-repeated-header": ((header("2", hist_lines() + "# hist_sub_shift 2\n") + TOTAL).encode(),
+                           "line 9: header '# hist_sub_shift' repeated"),
+    "v2-header-before-since": ((header("2").replace("# since_reset_ns 5\n", hist_lines())
+                                + TOTAL).encode(),
+                               "line 5: header '# hist_buckets' out of order or repeated (expected '# since_reset_ns')"),
+    "v1-with-hist-lines": ((header("1", hist_lines()) + TOTAL).encode(),
+                           "line 6: header '# hist_buckets' is not part of format version 1"),
+    "v2-hist-no-value": ((header("2", "# hist_buckets\n") + TOTAL).encode(),
+                         "line 6: expected header '# hist_buckets VALUE'"),
+    "v2-buckets-not-a-number": ((header2(buckets="1o7") + TOTAL).encode(),
+                                "line 6: bad hist_buckets '1o7' (expected 3..256)"),
+    "v2-buckets-too-few": ((header2(buckets=2) + TOTAL).encode(),
+                           "line 6: bad hist_buckets '2' (expected 3..256)"),
+    "v2-buckets-too-many": ((header2(buckets=259, sub_shift=0) + TOTAL).encode(),
+                            "line 6: bad hist_buckets '259' (expected 3..256)"),
+    "v2-min-shift-0": ((header2(min_shift=0) + TOTAL).encode(),
+                       "line 7: bad hist_min_shift '0' (expected 1..20)"),
+    "v2-min-shift-21": ((header2(min_shift=21) + TOTAL).encode(),
+                        "line 7: bad hist_min_shift '21' (expected 1..20)"),
+    "v2-sub-shift-5": ((header2(sub_shift=5) + TOTAL).encode(),
+                       "line 8: bad hist_sub_shift '5' (expected 0..4)"),
+    "v2-buckets-not-multiple": ((header2(buckets=108) + TOTAL).encode(),
+                                "line 8: bad histogram layout: hist_buckets 108 does not fit "
+                                "hist_sub_shift 2: hist_buckets - 3 must be a multiple of 4"),
+    "v2-beyond-2^63": ((header2(buckets=179, min_shift=20) + TOTAL).encode(),
+                       "line 8: bad histogram layout: hist_buckets 179 with hist_min_shift 20: "
+                       "buckets beyond 2^63 cycles"),
+    "v2-sub-shift-gt-min": ((header2(buckets=19, min_shift=2, sub_shift=4) + TOTAL).encode(),
+                            "line 8: bad histogram layout: hist_sub_shift 4 larger than "
+                            "hist_min_shift 2"),
     "binary": (bytes(range(256)) * 64, "line 1:"),
     "nul-in-row": ((header() + "10 CP\0UID 2 30 10 15 20 4:1,5:1\n" + TOTAL).encode(), "bad exit reason name"),
     "after-total": ((header() + TOTAL + ROW).encode(), "data after the TOTAL line"),
@@ -838,3 +912,127 @@ def test_pid_merge_with_unmeasured_exits(fakesys: FakeSys) -> None:
         "TOTAL": {"nr": None, "count": 20, "total": 5000, "min": 150, "avg": 416,
                   "max": 1100, "p50": 255},
     }
+
+
+# ----- format version 2: the layout of the histogram comes with the file -----
+
+@pytest.mark.parametrize("vendor", sorted(SAMPLES))
+def test_samples_are_consistent(vendor: str) -> None:
+    """Counts, TOTAL, avg, min and max agree with the histograms."""
+    src = parse(SAMPLES[vendor].read_text())
+    rows = list(src.rows.values())
+    for r in rows + [src.total]:
+        measured = r.count - r.hist.get(0, 0)
+        assert sum(r.hist.values()) == r.count, r
+        assert r.avg == (r.cycles // measured if measured else 0), r
+        measured_buckets = sorted(b for b in r.hist if b)
+        if measured_buckets:
+            lo, hi = bucket_bounds(src.layout, measured_buckets[0])
+            assert lo <= r.min < hi, r
+            lo, hi = bucket_bounds(src.layout, measured_buckets[-1])
+            assert lo <= r.max < hi, r
+    t = src.total
+    assert t.count == sum(r.count for r in rows)
+    assert t.cycles == sum(r.cycles for r in rows)
+    assert t.min == min(r.min for r in rows if r.count > r.hist.get(0, 0))
+    assert t.max == max(r.max for r in rows)
+    assert t.hist == {b: sum(r.hist.get(b, 0) for r in rows)
+                      for b in sorted({b for r in rows for b in r.hist})}
+
+
+def test_v1_and_v2_samples_agree(viewer: Path) -> None:
+    """The synthetic v2 files hold the exits of the v1 ones: same counts."""
+    for vendor in ("svm", "vmx"):
+        out = [run(viewer, "-f", str(SAMPLES[v]), "--raw", "-o",
+                   "REASON,NR,COUNT,TOTAL,MIN,AVG,MAX").stdout
+               for v in (vendor, f"v2-{vendor}")]
+        assert out[0] == out[1]
+
+
+LAYOUTS = {
+    "fewest": (3, 6, 0),        # [1, 64), [64, inf)
+    "v1-like": (32, 1, 0),      # the buckets of format version 1
+    "most": (243, 20, 4),       # 16 per power of two, 2^20 to 2^35
+    "kernel": (107, 6, 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_v2_layouts(viewer: Path, tmp_path: Path, name: str) -> None:
+    n, m, s = LAYOUTS[name]
+    layout = Layout(2, n, m, s)
+    # exits at the bottom of the first, the last but one and the last bucket
+    buckets = [1, n - 2, n - 2, n - 1]
+    cycles = [bucket_bounds(layout, b)[0] for b in buckets]
+    hist = ",".join(f"{b}:{buckets.count(b)}" for b in sorted(set(buckets)))
+    rows = [f"10 CPUID 4 {sum(cycles)} 1 {sum(cycles) // 4} {cycles[-1]} {hist}",
+            "12 HLT 3 0 0 0 0 0:3"]
+    text = stats_text(*rows).replace(header(), header2(buckets=n, min_shift=m, sub_shift=s))
+    f = tmp_path / "l.txt"
+    f.write_text(text)
+    src = parse(text)
+    p = run(viewer, "-f", str(f), "-J", "--raw", "-o", "REASON,COUNT,P50,P90,P99")
+    assert p.returncode == 0, p.stderr
+    got = {r["reason"]: r for r in json.loads(p.stdout)["exit_stats"]}
+    for r in [*src.rows.values(), src.total]:
+        pct = [got[r.name][k] for k in ("p50", "p90", "p99")]
+        if r.count == r.hist.get(0, 0):
+            assert pct == [None] * 3, r.name
+        else:
+            assert r.min <= pct[0] <= pct[1] <= pct[2] <= r.max, r.name
+    p = run(viewer, "-f", str(f), "--prometheus")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count('kvm_exit_handling_seconds_bucket{vendor="VMX",reason="CPUID"') == n
+
+
+def test_v2_alloc_failed_row(viewer: Path, tmp_path: Path) -> None:
+    text = stats_text("10 CPUID 2 1100 500 550 600 13:1,14:1",
+                      "- ALLOC_FAILED 3 1500 400 500 600 12:1,13:1,14:1")
+    f = tmp_path / "a.txt"
+    f.write_text(text.replace(header(), header2()))
+    p = run(viewer, "-f", str(f), "-J", "--raw", "-o", "REASON,NR,COUNT,P50")
+    assert p.returncode == 0, p.stderr
+    rows = {r["reason"]: r for r in json.loads(p.stdout)["exit_stats"]}
+    # the second exit is in bucket 13, [448, 512)
+    assert rows["ALLOC_FAILED"] == {"reason": "ALLOC_FAILED", "nr": None, "count": 3,
+                                    "p50": 511}
+    assert rows["TOTAL"]["count"] == 5
+
+
+def test_live_mode_layout_change_is_a_reset(viewer: Path, tmp_path: Path) -> None:
+    """A new kernel between two reads: its counters are all new."""
+    f = tmp_path / "live.txt"
+    f.write_text(SAMPLES["vmx"].read_text())
+    v2 = SAMPLES["v2-vmx"].read_text().replace("since_reset_ns 905738",
+                                                "since_reset_ns 999999999")
+
+    def writer() -> None:
+        time.sleep(0.2)
+        f.write_text(v2)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    p = run(viewer, "-f", str(f), "-i", "0.6", "-c", "1", "--raw",
+            "-o", "REASON,COUNT,P50")
+    t.join()
+    assert p.returncode == 0, p.stderr
+    assert "(counters were reset)" in p.stdout.splitlines()[0]
+    rows = {ln.split()[0]: ln.split()[1:] for ln in p.stdout.splitlines()[2:]}
+    assert rows["IO_INSTRUCTION"] == ["102", "639"]   # v2's buckets
+
+
+def test_pid_merge_refuses_different_layouts(fakesys: FakeSys) -> None:
+    fakesys.scope("77-10", stats_text("10 CPUID 2 30 10 15 20 4:1,5:1"))
+    fakesys.scope("77-11", stats_text("10 CPUID 2 200 100 100 100 7:2")
+                  .replace(header(), header2()))
+    p = fakesys.run("-p", "77")
+    assert p.returncode == 1
+    v1, v2 = "version 1 (32 log2 buckets)", \
+        "version 2 (107 buckets, hist_min_shift 6, hist_sub_shift 2)"
+    # in the order of the directory
+    assert p.stderr in (
+        f"kvm-exitstat: {KVM}/77-11/exit_stats: histogram layout differs: format "
+        f"{v2}, not {v1} ({KVM}/77-10/exit_stats)\n",
+        f"kvm-exitstat: {KVM}/77-10/exit_stats: histogram layout differs: format "
+        f"{v1}, not {v2} ({KVM}/77-11/exit_stats)\n"), p.stderr
+    assert p.stdout == ""

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Parser for the kvm exit_stats debugfs format, version 1.
+ * Parser for the kvm exit_stats debugfs format, versions 1 and 2.
  *
  * The input is untrusted (a saved file may be anything): every line is
  * checked for its exact shape, numbers must fit in 64 bits and the number
@@ -14,10 +14,6 @@
 #include <string.h>
 
 #include "exitstats.h"
-
-static const char *const header_keys[] = {
-	"kvm_exit_stats", "vendor", "clock", "tsc_khz", "since_reset_ns",
-};
 
 #define COLUMNS "reason name count cycles min avg max hist"
 
@@ -118,7 +114,7 @@ static bool printable_word(const char *s, size_t n)
 }
 
 static int parse_hist(struct cursor *c, const char *s, size_t n,
-		      struct es_row *row)
+		      unsigned int nbuckets, struct es_row *row)
 {
 	size_t i = 0;
 	uint64_t sum = 0;
@@ -137,9 +133,12 @@ static int parse_hist(struct cursor *c, const char *s, size_t n,
 		    parse_u64(s + colon + 1, j - colon - 1, &cnt))
 			return fail(c, "bad histogram bucket '%.*s'",
 				    (int)(j - i), s + i);
-		if (b >= ES_HIST || (int)b <= last)
-			return fail(c, "histogram bucket %llu out of order or range",
-				    (unsigned long long)b);
+		if (b >= nbuckets)
+			return fail(c, "histogram bucket %llu out of range (the file has %u buckets, 0..%u)",
+				    (unsigned long long)b, nbuckets, nbuckets - 1);
+		if ((int)b <= last)
+			return fail(c, "histogram bucket %llu out of order (after bucket %d)",
+				    (unsigned long long)b, last);
 		if (!cnt || cnt > row->count - sum)
 			return fail(c, "histogram counts do not add up to count");
 		sum += cnt;
@@ -155,7 +154,7 @@ static int parse_hist(struct cursor *c, const char *s, size_t n,
 }
 
 static int parse_row(struct cursor *c, const char *s, size_t len,
-		     struct es_row *row)
+		     unsigned int nbuckets, struct es_row *row)
 {
 	const char *tok[8];
 	size_t tlen[8];
@@ -194,7 +193,244 @@ static int parse_row(struct cursor *c, const char *s, size_t len,
 			return fail(c, "missing histogram");
 		return 0;
 	}
-	return parse_hist(c, tok[7], tlen[7], row);
+	return parse_hist(c, tok[7], tlen[7], nbuckets, row);
+}
+
+/*
+ * The header lines, in the order of version 2; version 1 has the first
+ * H_V1_KEYS of them.
+ */
+enum header {
+	H_VERSION, H_VENDOR, H_CLOCK, H_TSC_KHZ, H_SINCE,
+	H_BUCKETS, H_MIN_SHIFT, H_SUB_SHIFT, H_NKEYS
+};
+#define H_V1_KEYS	H_BUCKETS
+
+static const char *const header_keys[H_NKEYS] = {
+	[H_VERSION] = "kvm_exit_stats", [H_VENDOR] = "vendor",
+	[H_CLOCK] = "clock", [H_TSC_KHZ] = "tsc_khz",
+	[H_SINCE] = "since_reset_ns", [H_BUCKETS] = "hist_buckets",
+	[H_MIN_SHIFT] = "hist_min_shift", [H_SUB_SHIFT] = "hist_sub_shift",
+};
+
+int es_layout_check(const struct es_layout *l, char *err, size_t errlen)
+{
+	unsigned int n = l->nbuckets, m = l->min_shift, s = l->sub_shift;
+
+	if (s > 4) {
+		snprintf(err, errlen, "hist_sub_shift %u: must be 0..4", s);
+	} else if (m < 1 || m > 20) {
+		snprintf(err, errlen, "hist_min_shift %u: must be 1..20", m);
+	} else if (n < 3 || n > ES_HIST_MAX) {
+		snprintf(err, errlen, "hist_buckets %u: must be 3..%d", n, ES_HIST_MAX);
+	} else if ((n - 3) % (1u << s)) {
+		snprintf(err, errlen, "hist_buckets %u does not fit hist_sub_shift %u: hist_buckets - 3 must be a multiple of %u",
+			 n, s, 1u << s);
+	} else if (m + ((n - 3) >> s) > 63) {
+		snprintf(err, errlen, "hist_buckets %u with hist_min_shift %u: buckets beyond 2^63 cycles",
+			 n, m);
+	} else if (s > m) {
+		snprintf(err, errlen, "hist_sub_shift %u larger than hist_min_shift %u: buckets narrower than a cycle",
+			 s, m);
+	} else {
+		return 0;
+	}
+	return -1;
+}
+
+void es_layout_str(const struct es_layout *l, char *buf, size_t len)
+{
+	if (l->version == 1)
+		snprintf(buf, len, "version 1 (%u log2 buckets)", l->nbuckets);
+	else
+		snprintf(buf, len, "version %u (%u buckets, hist_min_shift %u, hist_sub_shift %u)",
+			 l->version, l->nbuckets, l->min_shift, l->sub_shift);
+}
+
+void es_bucket_bounds(const struct es_layout *l, unsigned int b,
+		      uint64_t *lo, uint64_t *hi)
+{
+	unsigned int m = l->min_shift, s = l->sub_shift, j, e;
+
+	if (b == 0 || b >= l->nbuckets) {
+		*lo = *hi = 0;
+	} else if (b == 1) {
+		*lo = 1;
+		*hi = 1ULL << m;
+	} else if (b == l->nbuckets - 1) {
+		*lo = 1ULL << (m + ((l->nbuckets - 3) >> s));
+		*hi = ES_INF;
+	} else {
+		/* Version 1 is M = 1, S = 0: bucket b is [2^(b-1), 2^b). */
+		j = b - 2;
+		e = m + (j >> s);
+		*lo = (1ULL << e) + ((uint64_t)(j & ((1u << s) - 1)) << (e - s));
+		*hi = *lo + (1ULL << (e - s));
+	}
+}
+
+/* Split "# KEY VALUE" into KEY and VALUE; false if the line is not one. */
+static bool header_line(const char *line, size_t n, const char **key,
+			size_t *klen, const char **val, size_t *vlen)
+{
+	const char *sp;
+
+	if (n < 4 || memcmp(line, "# ", 2))
+		return false;
+	sp = memchr(line + 2, ' ', n - 2);
+	if (!sp || sp == line + 2)
+		return false;
+	*key = line + 2;
+	*klen = sp - *key;
+	*val = sp + 1;
+	*vlen = line + n - *val;
+	return true;
+}
+
+static int header_id(const char *key, size_t klen)
+{
+	int i;
+
+	for (i = 0; i < H_NKEYS; i++)
+		if (strlen(header_keys[i]) == klen && !memcmp(key, header_keys[i], klen))
+			return i;
+	return -1;
+}
+
+/*
+ * Why @line is not header @want of a file of version @version (nkeys
+ * header lines): missing, out of order, of another version or unknown.
+ */
+static int bad_header(struct cursor *c, const char *line, size_t n,
+		      unsigned int version, int nkeys, int want)
+{
+	const char *key, *val;
+	size_t klen, vlen;
+	int id;
+
+	if (n == strlen("# " COLUMNS) && !memcmp(line, "# " COLUMNS, n))
+		return fail(c, "missing header '# %s' (format version %u)",
+			    header_keys[want], version);
+	if (!header_line(line, n, &key, &klen, &val, &vlen))
+		return fail(c, "expected header '# %s VALUE'", header_keys[want]);
+	id = header_id(key, klen);
+	if (id < 0)
+		return fail(c, "unknown header '# %.*s' (expected '# %s')",
+			    (int)klen, key, header_keys[want]);
+	if (id >= nkeys)
+		return fail(c, "header '# %s' is not part of format version %u",
+			    header_keys[id], version);
+	return fail(c, "header '# %s' out of order or repeated (expected '# %s')",
+		    header_keys[id], header_keys[want]);
+}
+
+static int parse_shift(struct cursor *c, const char *v, size_t n,
+		       const char *what, unsigned int lo, unsigned int hi,
+		       unsigned int *out)
+{
+	uint64_t num;
+
+	if (parse_u64(v, n, &num) || num < lo || num > hi)
+		return fail(c, "bad %s '%.*s' (expected %u..%u)", what, (int)n, v,
+			    lo, hi);
+	*out = (unsigned int)num;
+	return 0;
+}
+
+/* The header value @v of key @id into @st. */
+static int header_value(struct cursor *c, struct es_stats *st, int id,
+			const char *v, size_t n)
+{
+	struct es_layout *l = &st->layout;
+	char why[160];
+
+	switch (id) {
+	case H_VENDOR:
+		if (n != 3 || (memcmp(v, "VMX", 3) && memcmp(v, "SVM", 3)))
+			return fail(c, "vendor must be VMX or SVM");
+		memcpy(st->vendor, v, 3);
+		break;
+	case H_CLOCK:
+		if (n != 3 || memcmp(v, "tsc", 3))
+			return fail(c, "unknown clock '%.*s'", (int)n, v);
+		break;
+	case H_TSC_KHZ:
+		if (parse_u64(v, n, &st->tsc_khz) || !st->tsc_khz)
+			return fail(c, "bad tsc_khz");
+		break;
+	case H_SINCE:
+		if (parse_u64(v, n, &st->since_ns))
+			return fail(c, "bad since_reset_ns");
+		break;
+	case H_BUCKETS:
+		return parse_shift(c, v, n, "hist_buckets", 3, ES_HIST_MAX,
+				   &l->nbuckets);
+	case H_MIN_SHIFT:
+		return parse_shift(c, v, n, "hist_min_shift", 1, 20, &l->min_shift);
+	case H_SUB_SHIFT:
+		if (parse_shift(c, v, n, "hist_sub_shift", 0, 4, &l->sub_shift))
+			return -1;
+		/* The last of the three: check them together. */
+		if (es_layout_check(l, why, sizeof(why)))
+			return fail(c, "bad histogram layout: %s", why);
+		break;
+	}
+	return 0;
+}
+
+static int parse_header(struct cursor *c, struct es_stats *st)
+{
+	const char *line, *key, *v;
+	size_t n, klen, vlen;
+	uint64_t version;
+	int i, nkeys;
+
+	line = next_line(c, &n);
+	if (!line)
+		return c->err[0] ? -1 : fail(c, "missing header '# %s'",
+					     header_keys[H_VERSION]);
+	if (!header_line(line, n, &key, &klen, &v, &vlen) ||
+	    header_id(key, klen) != H_VERSION)
+		return fail(c, "expected header '# %s VALUE': not a kvm exit_stats file",
+			    header_keys[H_VERSION]);
+	if (parse_u64(v, vlen, &version))
+		return fail(c, "bad format version");
+	if (version < ES_VERSION_MIN || version > ES_VERSION_MAX)
+		return fail(c, "format version %llu, this kvm-exitstat reads versions 1 and 2",
+			    (unsigned long long)version);
+	st->layout.version = (unsigned int)version;
+	nkeys = version == 1 ? H_V1_KEYS : H_NKEYS;
+	if (version == 1)
+		st->layout = (struct es_layout){ 1, ES_V1_BUCKETS, 1, 0 };
+
+	for (i = H_VERSION + 1; i < nkeys; i++) {
+		line = next_line(c, &n);
+		if (!line)
+			return c->err[0] ? -1 : fail(c, "missing header '# %s'",
+						     header_keys[i]);
+		if (!header_line(line, n, &key, &klen, &v, &vlen) ||
+		    header_id(key, klen) != i)
+			return bad_header(c, line, n, st->layout.version, nkeys, i);
+		if (header_value(c, st, i, v, vlen))
+			return -1;
+	}
+
+	line = next_line(c, &n);
+	if (!line)
+		return c->err[0] ? -1 : fail(c, "missing column line");
+	if (n == strlen("# " COLUMNS) && !memcmp(line, "# " COLUMNS, n))
+		return 0;
+	if (header_line(line, n, &key, &klen, &v, &vlen)) {
+		i = header_id(key, klen);
+		if (i >= nkeys)
+			return fail(c, "header '# %s' is not part of format version %u",
+				    header_keys[i], st->layout.version);
+		if (i >= 0)
+			return fail(c, "header '# %s' repeated", header_keys[i]);
+		return fail(c, "unknown header '# %.*s' (expected the column line '# %s')",
+			    (int)klen, key, COLUMNS);
+	}
+	return fail(c, "expected column line '# %s'", COLUMNS);
 }
 
 int es_parse(const char *buf, size_t len, struct es_stats *st, char *err,
@@ -203,7 +439,7 @@ int es_parse(const char *buf, size_t len, struct es_stats *st, char *err,
 	struct cursor c = { buf, buf + len, 0, err, errlen };
 	bool have_total = false;
 	const char *line;
-	size_t n, i, cap = 0;
+	size_t n, cap = 0;
 
 	memset(st, 0, sizeof(*st));
 	if (errlen)
@@ -212,60 +448,15 @@ int es_parse(const char *buf, size_t len, struct es_stats *st, char *err,
 		snprintf(err, errlen, "empty input");
 		return -1;
 	}
-
-	for (i = 0; i < sizeof(header_keys) / sizeof(header_keys[0]); i++) {
-		size_t klen = strlen(header_keys[i]);
-		const char *v;
-		uint64_t num;
-
-		line = next_line(&c, &n);
-		if (!line)
-			return err[0] ? -1 : fail(&c, "missing header '# %s'", header_keys[i]);
-		if (n < klen + 3 || memcmp(line, "# ", 2) ||
-		    memcmp(line + 2, header_keys[i], klen) || line[2 + klen] != ' ')
-			return fail(&c, "expected header '# %s VALUE'%s", header_keys[i],
-				    i ? "" : ": not a kvm exit_stats file");
-		v = line + 3 + klen;
-		n -= 3 + klen;
-		switch (i) {
-		case 0:
-			if (parse_u64(v, n, &num))
-				return fail(&c, "bad format version");
-			if (num != ES_VERSION)
-				return fail(&c, "format version %llu, this kvm-exitstat reads version %d",
-					    (unsigned long long)num, ES_VERSION);
-			break;
-		case 1:
-			if (n != 3 || (memcmp(v, "VMX", 3) && memcmp(v, "SVM", 3)))
-				return fail(&c, "vendor must be VMX or SVM");
-			memcpy(st->vendor, v, 3);
-			break;
-		case 2:
-			if (n != 3 || memcmp(v, "tsc", 3))
-				return fail(&c, "unknown clock '%.*s'", (int)n, v);
-			break;
-		case 3:
-			if (parse_u64(v, n, &st->tsc_khz) || !st->tsc_khz)
-				return fail(&c, "bad tsc_khz");
-			break;
-		case 4:
-			if (parse_u64(v, n, &st->since_ns))
-				return fail(&c, "bad since_reset_ns");
-			break;
-		}
-	}
-	line = next_line(&c, &n);
-	if (!line)
-		return err[0] ? -1 : fail(&c, "missing column line");
-	if (n != strlen("# " COLUMNS) || memcmp(line, "# " COLUMNS, n))
-		return fail(&c, "expected column line '# %s'", COLUMNS);
+	if (parse_header(&c, st))
+		return -1;
 
 	while ((line = next_line(&c, &n))) {
 		struct es_row row;
 
 		if (have_total)
 			goto bad;
-		if (parse_row(&c, line, n, &row))
+		if (parse_row(&c, line, n, st->layout.nbuckets, &row))
 			goto bad;
 		if (!row.has_reason && !strcmp(row.name, "TOTAL")) {
 			st->total = row;
@@ -337,21 +528,35 @@ static void row_add(struct es_row *dst, const struct es_row *src)
 	}
 	dst->count += src->count;
 	dst->cycles += src->cycles;
-	for (b = 0; b < ES_HIST; b++)
+	for (b = 0; b < ES_HIST_MAX; b++)
 		dst->hist[b] += src->hist[b];
 }
 
-int es_merge(struct es_stats *dst, const struct es_stats *src)
+int es_merge(struct es_stats *dst, const struct es_stats *src, char *err,
+	     size_t errlen)
 {
 	size_t i;
 
+	if (!dst->layout.version) {
+		dst->layout = src->layout;
+	} else if (!es_layout_equal(&dst->layout, &src->layout)) {
+		char a[96], b[96];
+
+		es_layout_str(&dst->layout, a, sizeof(a));
+		es_layout_str(&src->layout, b, sizeof(b));
+		snprintf(err, errlen, "histogram layout differs: format %s, not %s",
+			 b, a);
+		return -1;
+	}
 	for (i = 0; i < src->nrows; i++) {
 		struct es_row *d = es_find(dst, &src->rows[i]);
 
 		if (!d) {
 			d = realloc(dst->rows, (dst->nrows + 1) * sizeof(*d));
-			if (!d)
+			if (!d) {
+				snprintf(err, errlen, "%s", strerror(ENOMEM));
 				return -1;
+			}
 			dst->rows = d;
 			dst->rows[dst->nrows++] = src->rows[i];
 			continue;
@@ -379,10 +584,11 @@ void es_finish(struct es_stats *st)
 			st->total.cycles / es_measured(&st->total) : 0;
 }
 
-uint64_t es_quantile(const struct es_row *row, double q)
+uint64_t es_quantile(const struct es_layout *l, const struct es_row *row,
+		     double q)
 {
-	uint64_t measured = es_measured(row), seen = 0, want, ub;
-	int b;
+	uint64_t measured = es_measured(row), seen = 0, want, lo, ub;
+	unsigned int b;
 
 	if (!measured)
 		return 0;
@@ -390,15 +596,16 @@ uint64_t es_quantile(const struct es_row *row, double q)
 	if (want < 1)
 		want = 1;
 	/* Bucket 0 holds the exits without a time: not part of any quantile. */
-	for (b = 1; b < ES_HIST; b++) {
+	for (b = 1; b < l->nbuckets && b < ES_HIST_MAX; b++) {
 		seen += row->hist[b];
 		if (seen >= want)
 			break;
 	}
-	if (b >= ES_HIST - 1)
+	if (b + 1 >= l->nbuckets || b + 1 >= ES_HIST_MAX)
 		return row->max;
-	ub = (1ULL << b) - 1;
-	/* Bucket b holds [2^(b-1), 2^b): its upper end, within min..max. */
+	/* The upper end of bucket b, within min..max. */
+	es_bucket_bounds(l, b, &lo, &ub);
+	ub--;
 	if (ub > row->max)
 		ub = row->max;
 	if (ub < row->min)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Parser for the kvm exit_stats debugfs format, version 1
+ * Parser for the kvm exit_stats debugfs format, versions 1 and 2
  * (Documentation/virt/kvm/x86/exit-stats.rst).
  */
 #ifndef KVM_EXITSTAT_EXITSTATS_H
@@ -10,26 +10,50 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ES_VERSION	1
+/* The format versions this parser reads. */
+#define ES_VERSION_MIN	1
+#define ES_VERSION_MAX	2
 /*
- * log2 buckets: b > 0 counts exits with fls64(cycles) == b.  Bucket 0 counts
- * the exits whose cycles could not be measured (the TSC did not advance or
- * went backwards; 0-cycle exits on the first kernels): they are in count
- * but not in cycles, min, avg or max.
+ * Histogram buckets.  In both versions bucket 0 counts the exits whose
+ * cycles could not be measured (the TSC did not advance or went backwards;
+ * 0-cycle exits on the first kernels): they are in count but not in
+ * cycles, min, avg or max.  The measured buckets:
+ *
+ * version 1: 32 log2 buckets, b > 0 counts exits with fls64(cycles) == b,
+ *	i.e. [2^(b-1), 2^b); bucket 31 also holds everything longer.
+ * version 2: the header gives N (hist_buckets), M (hist_min_shift) and S
+ *	(hist_sub_shift).  Bucket 1 is [1, 2^M); bucket b, 2 <= b < N - 1,
+ *	splits a power of two into 2^S buckets of equal width: with
+ *	j = b - 2, e = M + (j >> S), k = j & (2^S - 1), it is
+ *	[2^e + k * 2^(e-S), 2^e + (k+1) * 2^(e-S)); bucket N - 1 is
+ *	[2^(M + (N-3) / 2^S), infinity).
+ *
+ * es_bucket_bounds() gives the bounds of a bucket for either version.
  */
-#define ES_HIST		32
+#define ES_V1_BUCKETS	32
+#define ES_HIST_MAX	256	/* the most buckets a file may have */
 #define ES_NAME_MAX	64
 #define ES_MAX_ROWS	4096
+/* The upper bound of the last bucket: it is open. */
+#define ES_INF		UINT64_MAX
+
+struct es_layout {
+	unsigned int version;	/* 1 or 2; 0: none yet (see es_merge()) */
+	unsigned int nbuckets;	/* N: 32 in version 1 */
+	unsigned int min_shift;	/* M (version 2) */
+	unsigned int sub_shift;	/* S (version 2) */
+};
 
 struct es_row {
 	bool has_reason;	/* false for the '-' rows: FAILED_ENTRY, TOTAL... */
 	uint32_t reason;
 	char name[ES_NAME_MAX];
 	uint64_t count, cycles, min, avg, max;
-	uint64_t hist[ES_HIST];
+	uint64_t hist[ES_HIST_MAX];	/* layout.nbuckets of them are used */
 };
 
 struct es_stats {
+	struct es_layout layout;
 	char vendor[4];		/* "VMX" or "SVM" */
 	uint64_t tsc_khz;
 	uint64_t since_ns;
@@ -46,6 +70,29 @@ int es_parse(const char *buf, size_t len, struct es_stats *st,
 	     char *err, size_t errlen);
 void es_free(struct es_stats *st);
 
+/*
+ * Check a version 2 layout: 0, or -1 with the reason in @err.  es_parse()
+ * only returns valid layouts.
+ */
+int es_layout_check(const struct es_layout *l, char *err, size_t errlen);
+
+/* The layout as text, e.g. "version 2 (107 buckets, min_shift 6, sub_shift 2)". */
+void es_layout_str(const struct es_layout *l, char *buf, size_t len);
+
+static inline bool es_layout_equal(const struct es_layout *a,
+				   const struct es_layout *b)
+{
+	return a->version == b->version && a->nbuckets == b->nbuckets &&
+	       a->min_shift == b->min_shift && a->sub_shift == b->sub_shift;
+}
+
+/*
+ * The cycles bucket @b of @l holds: [*lo, *hi), *hi == ES_INF for the last
+ * (open) bucket; both 0 for bucket 0, whose exits have no time.
+ */
+void es_bucket_bounds(const struct es_layout *l, unsigned int b,
+		      uint64_t *lo, uint64_t *hi);
+
 /* Exits of @row with a measured time: what cycles, min and max cover. */
 static inline uint64_t es_measured(const struct es_row *row)
 {
@@ -55,16 +102,22 @@ static inline uint64_t es_measured(const struct es_row *row)
 /* The row of @st for the same exit reason as @row, or NULL. */
 struct es_row *es_find(const struct es_stats *st, const struct es_row *row);
 
-/* Add @src's rows into @dst by exit reason (vCPUs or VMs summed). */
-int es_merge(struct es_stats *dst, const struct es_stats *src);
+/*
+ * Add @src's rows into @dst by exit reason (vCPUs or VMs summed).  A @dst
+ * without a layout (zeroed) takes @src's.  Returns -1 with a message in @err
+ * if the histogram layouts differ or memory runs out.
+ */
+int es_merge(struct es_stats *dst, const struct es_stats *src,
+	     char *err, size_t errlen);
 
 /* Recompute avg (cycles / measured exits) and TOTAL from the rows. */
 void es_finish(struct es_stats *st);
 
 /*
  * Upper bound, in cycles, of the bucket holding quantile @q (0..1) of the
- * measured exits; 0 if there are none.
+ * measured exits of @row, kept within [min, max]; 0 if there are none.
  */
-uint64_t es_quantile(const struct es_row *row, double q);
+uint64_t es_quantile(const struct es_layout *l, const struct es_row *row,
+		     double q);
 
 #endif

@@ -66,7 +66,7 @@ static const struct colinfo cols[NCOLS] = {
 	[COL_MIN]	= { "MIN", 6, SCOLS_FL_RIGHT, K_TIME, "shortest handling time" },
 	[COL_AVG]	= { "AVG", 6, SCOLS_FL_RIGHT, K_TIME, "average handling time (of the measured exits)" },
 	[COL_MAX]	= { "MAX", 6, SCOLS_FL_RIGHT, K_TIME, "longest handling time" },
-	[COL_P50]	= { "P50", 6, SCOLS_FL_RIGHT, K_TIME, "median, from the log2 histogram (bucket upper bound)" },
+	[COL_P50]	= { "P50", 6, SCOLS_FL_RIGHT, K_TIME, "median, from the histogram (bucket upper bound)" },
 	[COL_P90]	= { "P90", 6, SCOLS_FL_RIGHT, K_TIME, "90th percentile, from the histogram" },
 	[COL_P99]	= { "P99", 6, SCOLS_FL_RIGHT, K_TIME, "99th percentile, from the histogram" },
 };
@@ -418,13 +418,14 @@ static void read_scope(const struct opts *o, struct es_stats *st)
 	read_one(paths[0], st);
 	for (i = 1; i < n; i++) {
 		struct es_stats more;
+		char err[256];
 
 		read_one(paths[i], &more);
 		if (strcmp(more.vendor, st->vendor) || more.tsc_khz != st->tsc_khz)
 			die(EXIT_RUNTIME, "%s: vendor or tsc_khz differs from %s",
 			    paths[i], paths[0]);
-		if (es_merge(st, &more))
-			die(EXIT_RUNTIME, "out of memory");
+		if (es_merge(st, &more, err, sizeof(err)))
+			die(EXIT_RUNTIME, "%s: %s (%s)", paths[i], err, paths[0]);
 		es_free(&more);
 	}
 	if (n > 1)
@@ -442,19 +443,20 @@ struct view {
 	double seconds;		/* interval for RATE, 0 if none */
 };
 
-static uint64_t quantile_col(const struct es_row *r, int col)
+static uint64_t quantile_col(const struct es_layout *l, const struct es_row *r,
+			     int col)
 {
-	return es_quantile(r, col == COL_P50 ? 0.5 : col == COL_P90 ? 0.9 : 0.99);
+	return es_quantile(l, r, col == COL_P50 ? 0.5 : col == COL_P90 ? 0.9 : 0.99);
 }
 
-static uint64_t time_value(const struct es_row *r, int col)
+static uint64_t time_value(const struct view *v, const struct es_row *r, int col)
 {
 	switch (col) {
 	case COL_TOTAL: return r->cycles;
 	case COL_MIN: return es_measured(r) ? r->min : 0;
 	case COL_AVG: return r->avg;
 	case COL_MAX: return r->max;
-	default: return quantile_col(r, col);
+	default: return quantile_col(&v->st->layout, r, col);
 	}
 }
 
@@ -531,10 +533,14 @@ static bool cell(const struct view *v, const struct es_row *r, int col,
 		/* Times of exits that were not measured (bucket 0) are unknown. */
 		if (!es_measured(r) && col != COL_TOTAL)
 			return false;
-		fmt_time(v, time_value(r, col), buf, len);
+		fmt_time(v, time_value(v, r, col), buf, len);
 		return true;
 	}
 }
+
+static enum sortkey g_sort;
+static bool g_reverse;
+static const struct es_layout *g_layout;
 
 static uint64_t sort_value(const struct es_row *r, enum sortkey k)
 {
@@ -544,14 +550,11 @@ static uint64_t sort_value(const struct es_row *r, enum sortkey k)
 	case S_AVG: return r->avg;
 	case S_MIN: return r->min;
 	case S_MAX: return r->max;
-	case S_P99: return es_quantile(r, 0.99);
+	case S_P99: return es_quantile(g_layout, r, 0.99);
 	case S_REASON: return r->has_reason ? r->reason : UINT64_MAX;
 	default: return 0;
 	}
 }
-
-static enum sortkey g_sort;
-static bool g_reverse;
 
 static int cmp_rows(const void *a, const void *b)
 {
@@ -584,6 +587,7 @@ static size_t select_rows(const struct opts *o, struct es_stats *st)
 	st->nrows = n;
 	g_sort = o->sort;
 	g_reverse = o->reverse;
+	g_layout = &st->layout;
 	qsort(st->rows, st->nrows, sizeof(st->rows[0]), cmp_rows);
 	if (o->top >= 0 && (size_t)o->top < st->nrows)
 		return o->top;
@@ -697,8 +701,8 @@ static void print_prometheus(const struct view *v, size_t nrows)
 	const struct es_stats *st = v->st;
 	double hz = (double)st->tsc_khz * 1e3;
 	char le[32];
+	unsigned int b;
 	size_t i;
-	int b;
 
 	printf("# HELP kvm_exits_total VM-Exits handled by KVM, by exit reason.\n"
 	       "# TYPE kvm_exits_total counter\n");
@@ -706,21 +710,27 @@ static void print_prometheus(const struct view *v, size_t nrows)
 		prom_series("kvm_exits_total", st, &st->rows[i], NULL);
 		printf("%llu\n", (unsigned long long)st->rows[i].count);
 	}
-	printf("# HELP kvm_exit_handling_seconds Time KVM took to handle a VM-Exit, log2 buckets, measured exits only.\n"
+	printf("# HELP kvm_exit_handling_seconds Time KVM took to handle a VM-Exit, measured exits only.\n"
 	       "# TYPE kvm_exit_handling_seconds histogram\n");
 	for (i = 0; i < nrows; i++) {
 		const struct es_row *r = &st->rows[i];
-		uint64_t cum = 0;
+		uint64_t cum = 0, lo, hi;
 
 		/*
-		 * Bucket b counts cycles below 2^b; the last one is open.  The
+		 * The file's buckets, cumulative: le is the upper bound of
+		 * bucket b (version 1: 2^b cycles), after an le of 1 cycle,
+		 * below which nothing is; the last bucket is open (+Inf).  The
 		 * exits in bucket 0 have no time: they are left out, so that
 		 * _sum / _count is the average.
 		 */
-		for (b = 0; b < ES_HIST - 1; b++) {
-			if (b)
+		for (b = 0; b < st->layout.nbuckets - 1; b++) {
+			if (b) {
 				cum += r->hist[b];
-			snprintf(le, sizeof(le), "%.6g", (double)(1ULL << b) / hz);
+				es_bucket_bounds(&st->layout, b, &lo, &hi);
+			} else {
+				hi = 1;
+			}
+			snprintf(le, sizeof(le), "%.6g", (double)hi / hz);
 			prom_series("kvm_exit_handling_seconds_bucket", st, r, le);
 			printf("%llu\n", (unsigned long long)cum);
 		}
@@ -766,14 +776,16 @@ static bool stats_delta(const struct es_stats *prev, const struct es_stats *cur,
 			struct es_stats *delta)
 {
 	size_t i;
-	int b;
+	unsigned int b;
 
 	*delta = *cur;
 	delta->rows = malloc((cur->nrows ? cur->nrows : 1) * sizeof(*delta->rows));
 	if (!delta->rows)
 		die(EXIT_RUNTIME, "out of memory");
 	memcpy(delta->rows, cur->rows, cur->nrows * sizeof(*delta->rows));
-	if (cur->since_ns < prev->since_ns)
+	/* A reset, or another histogram layout (another kernel): all new. */
+	if (cur->since_ns < prev->since_ns ||
+	    !es_layout_equal(&cur->layout, &prev->layout))
 		return false;
 	for (i = 0; i < cur->nrows; i++) {
 		const struct es_row *p = es_find(prev, &cur->rows[i]);
@@ -787,7 +799,7 @@ static bool stats_delta(const struct es_stats *prev, const struct es_stats *cur,
 		}
 		d->count -= p->count;
 		d->cycles -= p->cycles;
-		for (b = 0; b < ES_HIST; b++)
+		for (b = 0; b < cur->layout.nbuckets; b++)
 			d->hist[b] -= p->hist[b] <= d->hist[b] ? p->hist[b] : d->hist[b];
 	}
 	for (i = 0; i < prev->nrows; i++) {

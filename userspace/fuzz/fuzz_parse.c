@@ -14,6 +14,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
 	struct es_stats st, sum;
 	char err[256];
+	unsigned int b;
 	size_t i;
 
 	if (es_parse((const char *)data, size, &st, err, sizeof(err))) {
@@ -23,17 +24,33 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	for (i = 0; i < st.nrows; i++) {
 		const struct es_row *r = &st.rows[i];
 		unsigned long long total = 0;
-		int b;
+		uint64_t p50, p99;
 
-		for (b = 0; b < ES_HIST; b++)
+		for (b = 0; b < ES_HIST_MAX; b++) {
+			assert(b < st.layout.nbuckets || !r->hist[b]);
 			total += r->hist[b];
+		}
 		assert(total == r->count);
 		assert(!r->count || (r->min <= r->avg && r->avg <= r->max));
-		assert(es_quantile(r, 0.99) <= r->max || !r->count);
+		p50 = es_quantile(&st.layout, r, 0.5);
+		p99 = es_quantile(&st.layout, r, 0.99);
+		if (es_measured(r))
+			assert(r->min <= p50 && p50 <= p99 && p99 <= r->max);
+		else
+			assert(!p50 && !p99);
 		assert(strlen(r->name) < ES_NAME_MAX);
 	}
+	/* The buckets of the layout follow each other without a gap. */
+	for (b = 2; b < st.layout.nbuckets; b++) {
+		uint64_t lo, hi, plo, phi;
+
+		es_bucket_bounds(&st.layout, b - 1, &plo, &phi);
+		es_bucket_bounds(&st.layout, b, &lo, &hi);
+		assert(plo < phi && phi == lo && lo < hi);
+	}
 	memset(&sum, 0, sizeof(sum));
-	assert(!es_merge(&sum, &st));
+	assert(!es_merge(&sum, &st, err, sizeof(err)));
+	assert(es_layout_equal(&sum.layout, &st.layout));
 	es_finish(&sum);
 	es_free(&sum);
 	es_free(&st);
