@@ -60,6 +60,34 @@ class Row:
             (other.count, other.cycles, other.min, other.max, other.hist)
 
 
+def quantile(row: Row, q: float, layout: Layout) -> int:
+    """What kvm-exitstat shows for quantile q of row: es_quantile()'s estimate.
+
+    histogram_quantile() of Prometheus: the bucket where the cumulative count
+    of the measured exits (bucket 0 left out) reaches q * measured, linear
+    interpolation inside it with its bounds narrowed to [min, max], the
+    result kept within [min, max]; 0 without measured exits.
+    """
+    measured = row.count - row.hist.get(0, 0)
+    if measured <= 0:
+        return 0
+    rank = min(max(q, 0.0), 1.0) * measured
+    cum = 0
+    for b in sorted(k for k, n in row.hist.items() if k and n):
+        n = row.hist[b]
+        if cum + n >= rank:
+            lo, hi = bucket_bounds(layout, b)
+            blo, bhi = max(lo, row.min), min(hi, row.max)
+            est = blo + (bhi - blo) * ((rank - cum) / n)
+            if est <= row.min:
+                return row.min
+            if est >= row.max:
+                return row.max
+            return int(est + 0.5)
+        cum += n
+    return row.max
+
+
 @dataclass
 class ExitStats:
     header: dict[str, str]

@@ -587,28 +587,42 @@ void es_finish(struct es_stats *st)
 uint64_t es_quantile(const struct es_layout *l, const struct es_row *row,
 		     double q)
 {
-	uint64_t measured = es_measured(row), seen = 0, want, lo, ub;
+	uint64_t measured = es_measured(row), cum = 0, lo, hi;
+	double rank, blo, bhi, est;
 	unsigned int b;
 
 	if (!measured)
 		return 0;
-	want = (uint64_t)(q * (double)measured + 0.999999);
-	if (want < 1)
-		want = 1;
-	/* Bucket 0 holds the exits without a time: not part of any quantile. */
+	if (!(q >= 0))
+		q = 0;
+	if (q > 1)
+		q = 1;
+	rank = q * (double)measured;
+	/*
+	 * The first bucket whose cumulative count reaches the rank; bucket 0
+	 * holds the exits without a time: not part of any quantile.
+	 */
 	for (b = 1; b < l->nbuckets && b < ES_HIST_MAX; b++) {
-		seen += row->hist[b];
-		if (seen >= want)
+		if (!row->hist[b])
+			continue;
+		if ((double)(cum + row->hist[b]) >= rank)
 			break;
+		cum += row->hist[b];
 	}
-	if (b + 1 >= l->nbuckets || b + 1 >= ES_HIST_MAX)
+	if (b >= l->nbuckets || b >= ES_HIST_MAX)
+		return row->max;	/* buckets short of count: not from es_parse() */
+	/*
+	 * Interpolate within the bucket, narrowed to [min, max]: the open last
+	 * bucket ends at max, and a bucket that holds all exits gives them
+	 * exactly.
+	 */
+	es_bucket_bounds(l, b, &lo, &hi);
+	blo = (double)(lo > row->min ? lo : row->min);
+	bhi = (double)(hi < row->max ? hi : row->max);
+	est = blo + (bhi - blo) * ((rank - (double)cum) / (double)row->hist[b]);
+	if (est <= (double)row->min)
+		return row->min;
+	if (est >= (double)row->max)
 		return row->max;
-	/* The upper end of bucket b, within min..max. */
-	es_bucket_bounds(l, b, &lo, &ub);
-	ub--;
-	if (ub > row->max)
-		ub = row->max;
-	if (ub < row->min)
-		ub = row->min;
-	return ub;
+	return (uint64_t)(est + 0.5);
 }

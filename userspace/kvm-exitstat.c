@@ -66,9 +66,9 @@ static const struct colinfo cols[NCOLS] = {
 	[COL_MIN]	= { "MIN", 6, SCOLS_FL_RIGHT, K_TIME, "shortest handling time" },
 	[COL_AVG]	= { "AVG", 6, SCOLS_FL_RIGHT, K_TIME, "average handling time (of the measured exits)" },
 	[COL_MAX]	= { "MAX", 6, SCOLS_FL_RIGHT, K_TIME, "longest handling time" },
-	[COL_P50]	= { "P50", 6, SCOLS_FL_RIGHT, K_TIME, "median, from the histogram (bucket upper bound)" },
-	[COL_P90]	= { "P90", 6, SCOLS_FL_RIGHT, K_TIME, "90th percentile, from the histogram" },
-	[COL_P99]	= { "P99", 6, SCOLS_FL_RIGHT, K_TIME, "99th percentile, from the histogram" },
+	[COL_P50]	= { "P50", 6, SCOLS_FL_RIGHT, K_TIME, "median, estimated from the histogram (see below)" },
+	[COL_P90]	= { "P90", 6, SCOLS_FL_RIGHT, K_TIME, "90th percentile, estimated like P50" },
+	[COL_P99]	= { "P99", 6, SCOLS_FL_RIGHT, K_TIME, "99th percentile, estimated like P50" },
 };
 
 static const int default_cols[] = {
@@ -165,6 +165,9 @@ static void usage(FILE *out)
 		"Available output columns:\n", prog);
 	for (i = 0; i < NCOLS; i++)
 		fprintf(out, " %8s  %s\n", cols[i].name, cols[i].help);
+	fprintf(out, "\nP50, P90 and P99 are estimates: interpolated linearly within the histogram\n"
+		"bucket that holds them, clamped to [MIN, MAX].  Buckets: one per power of\n"
+		"two in format version 1, four per power of two in version 2.\n");
 	fprintf(out, "\nSort keys:");
 	for (i = 0; i < sizeof(sortkeys) / sizeof(sortkeys[0]); i++)
 		fprintf(out, " %s", sortkeys[i]);
