@@ -76,7 +76,7 @@ void es_free(struct es_stats *st);
  */
 int es_layout_check(const struct es_layout *l, char *err, size_t errlen);
 
-/* The layout as text, e.g. "version 2 (107 buckets, min_shift 6, sub_shift 2)". */
+/* The layout as text, e.g. "version 2 (99 buckets, hist_min_shift 6, hist_sub_shift 2)". */
 void es_layout_str(const struct es_layout *l, char *buf, size_t len);
 
 static inline bool es_layout_equal(const struct es_layout *a,
