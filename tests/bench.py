@@ -31,6 +31,14 @@ BENCH_BIN = BUILD / "kes-bench"
 # run-in-vm flavours: VMX with EPT and unrestricted guest, as on any modern host.
 VENDORS = {"svm": "svm", "vmx": "vmx-ept"}
 KINDS = {"cpuid": 20000, "rdmsr": 20000, "hlt": 5000, "io": 5000}
+# Memory: this many vCPUs in one VM, each running the six-kind mix once.
+MEM_VCPUS = 64
+MEM_CONFIGS = ["unpatched", "stats off", "stats on"]
+# The rows (per vCPU) that the mix must give with stats on.
+MEM_ROWS = {"svm": {"cpuid": 1, "io": 2, "msr": 2, "hlt": 1},
+            "vmx": {"CPUID": 1, "IO_INSTRUCTION": 2, "MSR_READ": 1,
+                    "MSR_WRITE": 1, "HLT": 1}}
+MEM_FAULT_ROW = {"svm": "npf", "vmx": "EPT_VIOLATION"}
 VCPUS = [1, 64, 256, 1024]
 READ_FILES = ["exits", "exit_stats", "vm-exits", "vm-exit_stats"]
 
@@ -69,6 +77,8 @@ def guest_script(kernel: str, repeats: int) -> str:
         if kernel.startswith("patched"):
             lines.append(f"echo \"counted $(grep ' CPUID \\| cpuid ' {STATS})\"")
             lines.append(f"echo 0 > {STATS}_reset")
+        if name in MEM_CONFIGS:
+            lines.append(f"kes-bench mem {MEM_VCPUS} {repeats + 2} || exit 1")
         if "kvm_exit" in setup:
             lines.append("echo \"traced $(grep -c kvm_exit /sys/kernel/tracing/trace)\"")
             lines.append(f"echo 0 > {TRACE}/kvm_exit/enable; "
@@ -112,6 +122,10 @@ def parse(vendor: str, out: str, res: Results, repeats: int) -> None:
         elif f[0] == "read":
             res["read"][vendor].setdefault(f[1], {}).setdefault(
                 f[2], []).append(int(f[4]))
+        elif f[0] == "mem" and config:
+            res["mem"][vendor].setdefault(config, []).append(int(f[3]))
+        elif f[0] == "memrow" and config:
+            res["memrows"][vendor].setdefault(config, {})[f[1]] = int(f[2])
         elif f[0] in ("counted", "traced") and config:
             res["checks"][vendor][config] = line
             check(vendor, config, f, repeats)
@@ -128,6 +142,45 @@ def check(vendor: str, config: str, f: list[str], repeats: int) -> None:
     if got != want:
         sys.exit(f"bench: {vendor} {config}: exit_stats counted {got} CPUID "
                  f"exits, expected {want}")
+
+
+def check_mem_rows(res: Results, vendor: str) -> None:
+    """The memory run counted the mix exactly with stats on, nothing when off."""
+    rows = res["memrows"][vendor]
+    if rows.get("unpatched") or rows.get("stats off", {}).get("TOTAL", 0):
+        sys.exit(f"bench: {vendor}: the mix was counted without stats: {rows}")
+    on = rows.get("stats on", {})
+    for name, per_vcpu in MEM_ROWS[vendor].items():
+        if on.get(name) != per_vcpu * MEM_VCPUS:
+            sys.exit(f"bench: {vendor} stats on: {name} counted {on.get(name)}, "
+                     f"expected {per_vcpu * MEM_VCPUS}")
+    if on.get(MEM_FAULT_ROW[vendor], 0) < MEM_VCPUS:
+        sys.exit(f"bench: {vendor} stats on: fewer than {MEM_VCPUS} "
+                 f"{MEM_FAULT_ROW[vendor]} exits: {on}")
+
+
+def mem_per_vcpu(res: Results, vendor: str, config: str) -> float:
+    """KiB per vCPU over the unpatched kernel, medians of the repeats."""
+    mem = res["mem"][vendor]
+    return (statistics.median(mem[config]) -
+            statistics.median(mem["unpatched"])) / MEM_VCPUS
+
+
+def mem_table(res: Results, vendor: str) -> list[str]:
+    mem = res["mem"][vendor]
+    rows = ["| | " + " | ".join(MEM_CONFIGS) + " | Δ stats off | Δ stats on |",
+            "|" + "---|" * (len(MEM_CONFIGS) + 3)]
+    rows.append(f"| KiB for {MEM_VCPUS} vCPUs | " +
+                " | ".join(f"{statistics.median(mem[c]):.0f} "
+                           f"({min(mem[c])}–{max(mem[c])})" for c in MEM_CONFIGS) +
+                f" | {mem_per_vcpu(res, vendor, 'stats off') * MEM_VCPUS:+.0f}"
+                f" | {mem_per_vcpu(res, vendor, 'stats on') * MEM_VCPUS:+.0f} |")
+    rows.append("| KiB per vCPU | " +
+                " | ".join(f"{statistics.median(mem[c]) / MEM_VCPUS:.2f}"
+                           for c in MEM_CONFIGS) +
+                f" | {mem_per_vcpu(res, vendor, 'stats off'):+.2f}"
+                f" | {mem_per_vcpu(res, vendor, 'stats on'):+.2f} |")
+    return rows
 
 
 def summary(v: list[float]) -> dict[str, float]:
@@ -190,6 +243,10 @@ def markdown(res: Results) -> str:
         if vendor in res["read"] and res["read"][vendor]:
             out += [f"### {name}: reading, ticks per open+read+close", ""]
             out += read_table(res, vendor) + [""]
+        if res.get("mem", {}).get(vendor):
+            out += [f"### {name}: memory, free memory used by one VM whose "
+                    f"{MEM_VCPUS} vCPUs each ran the six-kind mix", ""]
+            out += mem_table(res, vendor) + [""]
     return "\n".join(out)
 
 
@@ -229,11 +286,21 @@ def goals(res: Results) -> str:
         out.append(f"- **{'met' if ok else 'missed'}**: {text}")
 
     for vendor in res["exit"]:
-        on, off = (delta(res, vendor, c, "cpuid") for c in ("stats on", "stats off"))
-        goal(on <= 30, f"{vendor.upper()}: stats on add {on:+.1f} ticks per CPUID "
-             "exit (goal: at most 30)")
-        goal(off <= 2, f"{vendor.upper()}: stats off add {off:+.1f} ticks per CPUID "
-             "exit (goal: at most 2)")
+        for kind in KINDS:
+            on, off = (delta(res, vendor, c, kind) for c in ("stats on", "stats off"))
+            goal(on <= 30, f"{vendor.upper()}: stats on add {on:+.1f} ticks per "
+                 f"{kind} exit (goal: at most 30)")
+            goal(off <= 2, f"{vendor.upper()}: stats off add {off:+.1f} ticks per "
+                 f"{kind} exit (goal: at most 2)")
+    for vendor in res.get("mem", {}):
+        if not res["mem"][vendor]:
+            continue
+        off, on = (mem_per_vcpu(res, vendor, c) for c in ("stats off", "stats on"))
+        goal(abs(off) <= 0.25, f"{vendor.upper()}: stats off use {off:+.2f} KiB per "
+             "vCPU more than unpatched (goal: nothing allocated, within ±0.25 KiB "
+             "of measurement noise)")
+        goal(on <= 8, f"{vendor.upper()}: stats on use {on:+.2f} KiB per vCPU that "
+             "took six kinds of exit (goal: at most 8 KiB)")
     for vendor, rd in res["read"].items():
         if not rd:
             continue
@@ -285,12 +352,14 @@ def main() -> int:
     vendors = args.vendor or list(VENDORS)
 
     res: Results = {"unit": "emulated TSC ticks", "repeats": args.repeats,
-                    "exits_per_run": KINDS, "exit": {}, "read": {}, "checks": {}}
+                    "exits_per_run": KINDS, "exit": {}, "read": {}, "checks": {},
+                    "mem": {}, "memrows": {}}
     for vendor in vendors:
-        for key in ("exit", "read", "checks"):
+        for key in ("exit", "read", "checks", "mem", "memrows"):
             res[key][vendor] = {}
         for kernel in ("base", "patched", "base-ftrace", "patched-ftrace"):
             parse(vendor, boot(vendor, kernel, args.repeats), res, args.repeats)
+        check_mem_rows(res, vendor)
 
     (BUILD / "bench.json").write_text(json.dumps(res, indent=1) + "\n")
     text = markdown(res)

@@ -6,13 +6,17 @@ checks one property of what it printed.
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import GuestRun, dumps
-from exitstats import ExitStats, Row, add, parse
+from conftest import ROOT, GuestRun, dumps
+from exitstats import ExitStats, Row, add, bucket_bounds, parse
 
 pytestmark = pytest.mark.e2e
+
+VIEWER = ROOT / "userspace" / "kvm-exitstat"
 
 # Exit reason names as VMX_EXIT_REASONS / SVM_EXIT_REASONS spell them.
 NAMES = {
@@ -62,9 +66,11 @@ SNAP = ["global", "vm1", "vm1-vcpu0", "vm1-vcpu1", "vm2"]
 
 def test_kunit_all_pass(run: GuestRun) -> None:
     ktap = run["kunit"]
-    assert "# kvm_exit_stats: pass:10 fail:0 skip:0 total:10" in ktap
-    for case in ("exit_stats_test_tsc_backwards", "exit_stats_test_reset_twice",
-                 "exit_stats_test_toggle"):
+    assert "# kvm_exit_stats: pass:13 fail:0 skip:0 total:13" in ktap
+    for case in ("exit_stats_test_tsc_backwards", "exit_stats_test_reset",
+                 "exit_stats_test_reset_failure", "exit_stats_test_toggle",
+                 "exit_stats_test_hist", "exit_stats_test_pages",
+                 "exit_stats_test_alloc_failure", "exit_stats_test_create_failure"):
         assert re.search(rf"^\s*ok \d+ {case}$", ktap, re.M), case
     assert "not ok" not in ktap
     assert re.search(r"^ok 1 kvm_exit_stats$", ktap, re.M)
@@ -114,22 +120,53 @@ def test_fastpath_exits_are_counted(run: GuestRun) -> None:
         NAMES[vendor_of(run)]["wrmsr"]) == 101
 
 
-def every_stats(run: GuestRun) -> list[tuple[str, ExitStats]]:
+def every_text(run: GuestRun) -> list[tuple[str, str]]:
     out = []
     for section in ("A", "B"):
-        out += [(f"{section}:{f}", parse(t)) for f, t in dumps(run[section]).items()
+        out += [(f"{section}:{f}", t) for f, t in dumps(run[section]).items()
                 if f.endswith("exit_stats")]
     for name, text in run.sections.items():
         if text.startswith("# kvm_exit_stats"):
-            out.append((name, parse(text)))
+            out.append((name, text))
     return out
+
+
+def every_stats(run: GuestRun) -> list[tuple[str, ExitStats]]:
+    return [(where, parse(text)) for where, text in every_text(run)]
+
+
+def test_narrow_rows_have_percentiles_within_min_max(
+        run: GuestRun, tmp_path: Path) -> None:
+    """The viewer's P50/P90/P99 of a row whose MAX/MIN <= 1.25 are in
+    [MIN, MAX] (with factor-2 buckets, P50 could be 75 % above the average)."""
+    narrow = 0
+    for i, (where, text) in enumerate(every_text(run)):
+        f = tmp_path / f"{i}.txt"
+        f.write_text(text)
+        p = subprocess.run([str(VIEWER), "-f", str(f), "--raw", "-n",
+                            "-o", "REASON,COUNT,MIN,MAX,P50,P90,P99"],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, (where, p.stderr)
+        for line in p.stdout.splitlines():
+            fields = line.split()
+            if len(fields) < 7:     # no exit: no times, no percentiles
+                assert fields[1:] == ["0"], (where, line)
+                continue
+            name, count, lo, hi, *pct = fields
+            if int(lo) == 0 or int(hi) > 1.25 * int(lo):
+                continue
+            narrow += 1
+            assert all(int(lo) <= int(v) <= int(hi) for v in pct), (where, line)
+    assert narrow > 20
 
 
 def test_rows_are_consistent(run: GuestRun) -> None:
     files = every_stats(run)
     assert len(files) > 30
     for where, s in files:
-        assert s.header["kvm_exit_stats"] == "1", where
+        assert s.header["kvm_exit_stats"] == "2", where
+        assert (s.layout.buckets, s.layout.min_shift, s.layout.sub_shift) == \
+            (99, 6, 2), where
         assert s.header["vendor"] == vendor_of(run), where
         assert s.header["clock"] == "tsc", where
         assert int(s.header["tsc_khz"]) > 0, where
@@ -142,7 +179,13 @@ def test_rows_are_consistent(run: GuestRun) -> None:
             measured = r.count - r.hist.get(0, 0)
             assert r.avg == (r.cycles // measured if measured else 0), (where, r)
             assert sum(r.hist.values()) == r.count, (where, r)
-            assert all(0 <= b < 32 for b in r.hist), (where, r)
+            assert all(0 <= b < s.layout.buckets for b in r.hist), (where, r)
+            # The kernel's buckets are the documented ones: each measured
+            # exit's bucket overlaps [min, max].
+            for b in r.hist:
+                if b:
+                    lo, hi = bucket_bounds(s.layout, b)
+                    assert lo <= r.max and hi > r.min, (where, r, b)
         rows = list(s.rows.values())
         assert s.total.count == sum(r.count for r in rows), where
         assert s.total.cycles == sum(r.cycles for r in rows), where

@@ -15,9 +15,17 @@
  *	the ticks to open, read and close KVM's "exits" and our "exit_stats",
  *	host-wide and of the VM, REPEATS times each.
  *
- * Output lines: "exit KIND REPEAT TICKS_PER_EXIT" and
+ *   kes-bench mem NVCPUS REPEATS
+ *	For each repeat, a fresh VM with NVCPUS vCPUs that each run the mix of
+ *	six kinds of exit once: CPUID, RDMSR, WRMSR, OUT (to userspace), HLT
+ *	(to userspace) and a read of unbacked memory (EPT violation / NPF,
+ *	KVM_EXIT_MMIO); prints the free memory (MemFree plus the per-CPU free
+ *	lists) before the VM is created minus that after every vCPU ran, and,
+ *	for the first repeat, the rows of the VM's exit_stats if there is one.
+ *
+ * Output lines: "exit KIND REPEAT TICKS_PER_EXIT",
  * "read FILE NVCPUS REPEAT TICKS", FILE one of exits, exit_stats, vm-exits,
- * vm-exit_stats.
+ * vm-exit_stats, "mem NVCPUS REPEAT KIB" and "memrow NAME COUNT".
  */
 #include <err.h>
 #include <fcntl.h>
@@ -38,10 +46,11 @@
 #define PARAM_GPA	0x500
 #define PORT_IO		0x99
 #define PORT_DONE	0xf1
+#define MMIO_GPA	0x20000		/* beyond MEM_SIZE: no memslot */
 #define MAX_VCPUS	1024
 #define DEBUGFS		"/sys/kernel/debug/kvm"
 
-enum kind { CPUID, RDMSR, HLT, IO, NR_KINDS };
+enum kind { CPUID, RDMSR, HLT, IO, NR_KINDS, MIX = NR_KINDS };
 static const char *const kind_names[NR_KINDS] = { "cpuid", "rdmsr", "hlt", "io" };
 
 /* At PARAM_GPA: the number of exits, then the kind. */
@@ -64,6 +73,8 @@ asm(".pushsection .rodata\n"
     "	je 3f\n"
     "	cmp $3, %edi\n"
     "	je 4f\n"
+    "	cmp $4, %edi\n"
+    "	je 5f\n"
     "1:	xor %eax, %eax\n"		/* CPUID */
     "	cpuid\n"
     "	dec %esi\n"
@@ -81,6 +92,15 @@ asm(".pushsection .rodata\n"
     "4:	out %al, $0x99\n"		/* OUT */
     "	dec %esi\n"
     "	jnz 4b\n"
+    "	jmp 9f\n"
+    "5:	xor %eax, %eax\n"		/* the mix */
+    "	cpuid\n"
+    "	mov $0x1a0, %ecx\n"
+    "	rdmsr\n"
+    "	wrmsr\n"
+    "	out %al, $0x99\n"
+    "	hlt\n"
+    "	mov 0x20000, %eax\n"
     "9:	out %al, $0xf1\n"		/* done */
     "	jmp 9b\n"
     "guest_code_end:\n"
@@ -158,9 +178,12 @@ static unsigned long run_to_done(int fd, struct kvm_run *run, enum kind kind)
 			err(1, "KVM_RUN");
 		if (run->exit_reason == KVM_EXIT_IO && run->io.port == PORT_DONE)
 			return n;
-		if ((kind == IO && run->exit_reason == KVM_EXIT_IO &&
-		     run->io.port == PORT_IO) ||
-		    (kind == HLT && run->exit_reason == KVM_EXIT_HLT)) {
+		if (((kind == IO || kind == MIX) &&
+		     run->exit_reason == KVM_EXIT_IO && run->io.port == PORT_IO) ||
+		    ((kind == HLT || kind == MIX) &&
+		     run->exit_reason == KVM_EXIT_HLT) ||
+		    (kind == MIX && run->exit_reason == KVM_EXIT_MMIO &&
+		     run->mmio.phys_addr == MMIO_GPA)) {
 			n++;
 			continue;
 		}
@@ -245,6 +268,89 @@ static void bench_read(unsigned long nvcpus, unsigned long repeats)
 	/* The vCPU fds go with the process. */
 }
 
+/*
+ * Free memory in KiB: MemFree of /proc/meminfo plus the pages that the
+ * per-CPU free lists hold (the "count" of each pageset in /proc/zoneinfo),
+ * which MemFree leaves out, so that their refills do not show as use.
+ */
+static long mem_free(void)
+{
+	long kib = -1, pcp = 0, n;
+	char line[128];
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		err(1, "/proc/meminfo");
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemFree: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	if (kib < 0)
+		errx(1, "no MemFree in /proc/meminfo");
+	f = fopen("/proc/zoneinfo", "r");
+	if (!f)
+		err(1, "/proc/zoneinfo");
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, " count: %ld", &n) == 1)
+			pcp += n;
+	fclose(f);
+	return kib + pcp * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* The name and count of each row of @path, if it exists. */
+static void print_rows(const char *path)
+{
+	char line[1024], code[16], name[64];
+	FILE *f = fopen(path, "r");
+	unsigned long count;
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (line[0] != '#' &&
+		    sscanf(line, "%15s %63s %lu", code, name, &count) == 3)
+			printf("memrow %s %lu\n", name, count);
+	fclose(f);
+}
+
+static void bench_mem(unsigned long nvcpus, unsigned long repeats)
+{
+	struct params p = { .count = 1, .kind = MIX };
+	struct rlimit nofile = { nvcpus + 64, nvcpus + 64 };
+	static int fds[MAX_VCPUS];
+	unsigned long i, r;
+	struct kvm_run *run;
+	char path[128];
+	long before;
+	int vm_fd;
+
+	if (nofile.rlim_cur > 1024 && setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+		err(1, "setrlimit(RLIMIT_NOFILE, %lu)", nofile.rlim_cur);
+	for (r = 0; r < repeats; r++) {
+		/* Let the frees of the last repeat, some deferred, finish. */
+		sleep(1);
+		before = mem_free();
+		vm_fd = create_vm(&p);
+		for (i = 0; i < nvcpus; i++) {
+			fds[i] = create_vcpu(vm_fd, i, &run);
+			/* OUT, HLT and the MMIO read go to userspace. */
+			if (run_to_done(fds[i], run, MIX) != 3)
+				errx(1, "vCPU %lu: expected 3 exits to userspace", i);
+			munmap(run, run_size);
+		}
+		printf("mem %lu %lu %ld\n", nvcpus, r, before - mem_free());
+		if (!r) {
+			snprintf(path, sizeof(path), DEBUGFS "/%d-%d/exit_stats",
+				 getpid(), vm_fd);
+			print_rows(path);
+		}
+		fflush(stdout);
+		for (i = 0; i < nvcpus; i++)
+			close(fds[i]);
+		close(vm_fd);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	unsigned long k;
@@ -266,9 +372,12 @@ int main(int argc, char **argv)
 			   number(argv[4], 1000));
 	} else if (argc == 4 && !strcmp(argv[1], "read")) {
 		bench_read(number(argv[2], MAX_VCPUS), number(argv[3], 1000));
+	} else if (argc == 4 && !strcmp(argv[1], "mem")) {
+		bench_mem(number(argv[2], MAX_VCPUS), number(argv[3], 1000));
 	} else {
 		fprintf(stderr, "usage: kes-bench exit cpuid|rdmsr|hlt|io N REPEATS\n"
-				"       kes-bench read NVCPUS REPEATS\n");
+				"       kes-bench read NVCPUS REPEATS\n"
+				"       kes-bench mem NVCPUS REPEATS\n");
 		return 2;
 	}
 	return 0;
