@@ -28,7 +28,9 @@ GOLDEN = DATA / "golden"
 # replace them; then regenerate the goldens with UPDATE_GOLDEN=1).
 SAMPLES = {"svm": DATA / "exit_stats-svm.txt", "vmx": DATA / "exit_stats-vmx.txt",
            "v2-svm": DATA / "exit_stats-v2-svm.txt",
-           "v2-vmx": DATA / "exit_stats-v2-vmx.txt"}
+           "v2-vmx": DATA / "exit_stats-v2-vmx.txt",
+           # Real output of `make demo VENDOR=vmx` with series v3.
+           "v2-vmx-demo": DATA / "exit_stats-v2-vmx-demo.txt"}
 BINARIES = {"plain": ROOT / "userspace" / "kvm-exitstat",
             "asan": BUILD / "kvm-exitstat-asan"}
 
