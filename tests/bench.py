@@ -38,7 +38,9 @@ MEM_CONFIGS = ["unpatched", "stats off", "stats on"]
 MEM_ROWS = {"svm": {"cpuid": 1, "io": 2, "msr": 2, "hlt": 1},
             "vmx": {"CPUID": 1, "IO_INSTRUCTION": 2, "MSR_READ": 1,
                     "MSR_WRITE": 1, "HLT": 1}}
-MEM_FAULT_ROW = {"svm": "npf", "vmx": "EPT_VIOLATION"}
+# The read of unbacked memory: the first vCPU's is an EPT violation, the
+# others find the MMIO SPTE it left and take an EPT misconfig.
+MEM_FAULT_ROWS = {"svm": ["npf"], "vmx": ["EPT_VIOLATION", "EPT_MISCONFIG"]}
 VCPUS = [1, 64, 256, 1024]
 READ_FILES = ["exits", "exit_stats", "vm-exits", "vm-exit_stats"]
 
@@ -154,9 +156,10 @@ def check_mem_rows(res: Results, vendor: str) -> None:
         if on.get(name) != per_vcpu * MEM_VCPUS:
             sys.exit(f"bench: {vendor} stats on: {name} counted {on.get(name)}, "
                      f"expected {per_vcpu * MEM_VCPUS}")
-    if on.get(MEM_FAULT_ROW[vendor], 0) < MEM_VCPUS:
+    faults = MEM_FAULT_ROWS[vendor]
+    if sum(on.get(name, 0) for name in faults) < MEM_VCPUS:
         sys.exit(f"bench: {vendor} stats on: fewer than {MEM_VCPUS} "
-                 f"{MEM_FAULT_ROW[vendor]} exits: {on}")
+                 f"{' + '.join(faults)} exits: {on}")
 
 
 def mem_per_vcpu(res: Results, vendor: str, config: str) -> float:
@@ -359,9 +362,9 @@ def main() -> int:
             res[key][vendor] = {}
         for kernel in ("base", "patched", "base-ftrace", "patched-ftrace"):
             parse(vendor, boot(vendor, kernel, args.repeats), res, args.repeats)
+            # What was measured so far survives a failed check.
+            (BUILD / "bench.json").write_text(json.dumps(res, indent=1) + "\n")
         check_mem_rows(res, vendor)
-
-    (BUILD / "bench.json").write_text(json.dumps(res, indent=1) + "\n")
     text = markdown(res)
     print(text + "\n\n" + goals(res))
     print(f"bench: wrote {BUILD / 'bench.json'}", file=sys.stderr)

@@ -85,6 +85,15 @@ def test_mem_rows_checked() -> None:
     with pytest.raises(SystemExit, match="hlt counted 63, expected 64"):
         bench.check_mem_rows(res, "svm")
     res["memrows"]["svm"]["stats on"]["hlt"] = 64
+    res["memrows"]["svm"]["stats on"]["npf"] = 63
+    with pytest.raises(SystemExit, match="fewer than 64 npf exits"):
+        bench.check_mem_rows(res, "svm")
+    res["memrows"]["svm"]["stats on"]["npf"] = 64
+    # VMX: one EPT violation, then EPT misconfigs on the MMIO SPTE.
+    res["memrows"]["vmx"] = {"stats on": {
+        "CPUID": 64, "IO_INSTRUCTION": 128, "MSR_READ": 64, "MSR_WRITE": 64,
+        "HLT": 64, "EPT_VIOLATION": 3, "EPT_MISCONFIG": 63}}
+    bench.check_mem_rows(res, "vmx")
     res["memrows"]["svm"]["stats off"]["cpuid"] = 64
     res["memrows"]["svm"]["stats off"]["TOTAL"] = 64
     with pytest.raises(SystemExit, match="counted without stats"):
