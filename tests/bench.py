@@ -126,6 +126,9 @@ def parse(vendor: str, out: str, res: Results, repeats: int) -> None:
                 f[2], []).append(int(f[4]))
         elif f[0] == "mem" and config:
             res["mem"][vendor].setdefault(config, []).append(int(f[3]))
+            if len(f) > 5:
+                res.setdefault("memslab", {}).setdefault(vendor, {}).setdefault(
+                    config, []).append([int(f[4]), int(f[5])])
         elif f[0] == "memrow" and config:
             res["memrows"][vendor].setdefault(config, {})[f[1]] = int(f[2])
         elif f[0] in ("counted", "traced") and config:
@@ -183,6 +186,15 @@ def mem_table(res: Results, vendor: str) -> list[str]:
                            for c in MEM_CONFIGS) +
                 f" | {mem_per_vcpu(res, vendor, 'stats off'):+.2f}"
                 f" | {mem_per_vcpu(res, vendor, 'stats on'):+.2f} |")
+    slab = res.get("memslab", {}).get(vendor)
+    if slab:
+        for i, kind in enumerate(("reclaimable", "unreclaimable")):
+            med = {c: statistics.median(x[i] for x in slab[c]) / MEM_VCPUS
+                   for c in MEM_CONFIGS}
+            rows.append(f"| of which slab, {kind}, KiB per vCPU | " +
+                        " | ".join(f"{med[c]:.2f}" for c in MEM_CONFIGS) +
+                        f" | {med['stats off'] - med['unpatched']:+.2f}"
+                        f" | {med['stats on'] - med['unpatched']:+.2f} |")
     return rows
 
 

@@ -20,12 +20,14 @@
  *	six kinds of exit once: CPUID, RDMSR, WRMSR, OUT (to userspace), HLT
  *	(to userspace) and a read of unbacked memory (EPT violation / NPF,
  *	KVM_EXIT_MMIO); prints the free memory (MemFree plus the per-CPU free
- *	lists) before the VM is created minus that after every vCPU ran, and,
- *	for the first repeat, the rows of the VM's exit_stats if there is one.
+ *	lists) before the VM is created minus that after every vCPU ran, of
+ *	which slab (reclaimable, e.g. debugfs dentries and inodes, and not),
+ *	and, for the first repeat, the rows of the VM's exit_stats if any.
  *
  * Output lines: "exit KIND REPEAT TICKS_PER_EXIT",
  * "read FILE NVCPUS REPEAT TICKS", FILE one of exits, exit_stats, vm-exits,
- * vm-exit_stats, "mem NVCPUS REPEAT KIB" and "memrow NAME COUNT".
+ * vm-exit_stats, "mem NVCPUS REPEAT KIB SRECLAIMABLE_KIB SUNRECLAIM_KIB" and
+ * "memrow NAME COUNT".
  */
 #include <err.h>
 #include <fcntl.h>
@@ -268,6 +270,25 @@ static void bench_read(unsigned long nvcpus, unsigned long repeats)
 	/* The vCPU fds go with the process. */
 }
 
+/* A field of /proc/meminfo, in KiB. */
+static long meminfo(const char *field)
+{
+	char line[128], name[64];
+	FILE *f = fopen("/proc/meminfo", "r");
+	long kib = -1, v;
+
+	if (!f)
+		err(1, "/proc/meminfo");
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63[^:]: %ld kB", name, &v) == 2 &&
+		    !strcmp(name, field))
+			kib = v;
+	fclose(f);
+	if (kib < 0)
+		errx(1, "no %s in /proc/meminfo", field);
+	return kib;
+}
+
 /*
  * Free memory in KiB: MemFree of /proc/meminfo plus the pages that the
  * per-CPU free lists hold (the "count" of each pageset in /proc/zoneinfo),
@@ -275,18 +296,10 @@ static void bench_read(unsigned long nvcpus, unsigned long repeats)
  */
 static long mem_free(void)
 {
-	long kib = -1, pcp = 0, n;
+	long kib = meminfo("MemFree"), pcp = 0, n;
 	char line[128];
-	FILE *f = fopen("/proc/meminfo", "r");
+	FILE *f;
 
-	if (!f)
-		err(1, "/proc/meminfo");
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "MemFree: %ld kB", &kib) == 1)
-			break;
-	fclose(f);
-	if (kib < 0)
-		errx(1, "no MemFree in /proc/meminfo");
 	f = fopen("/proc/zoneinfo", "r");
 	if (!f)
 		err(1, "/proc/zoneinfo");
@@ -321,7 +334,7 @@ static void bench_mem(unsigned long nvcpus, unsigned long repeats)
 	unsigned long i, r;
 	struct kvm_run *run;
 	char path[128];
-	long before;
+	long before, recl, unrecl;
 	int vm_fd;
 
 	if (nofile.rlim_cur > 1024 && setrlimit(RLIMIT_NOFILE, &nofile) < 0)
@@ -330,6 +343,8 @@ static void bench_mem(unsigned long nvcpus, unsigned long repeats)
 		/* Let the frees of the last repeat, some deferred, finish. */
 		sleep(1);
 		before = mem_free();
+		recl = meminfo("SReclaimable");
+		unrecl = meminfo("SUnreclaim");
 		vm_fd = create_vm(&p);
 		for (i = 0; i < nvcpus; i++) {
 			fds[i] = create_vcpu(vm_fd, i, &run);
@@ -338,7 +353,9 @@ static void bench_mem(unsigned long nvcpus, unsigned long repeats)
 				errx(1, "vCPU %lu: expected 3 exits to userspace", i);
 			munmap(run, run_size);
 		}
-		printf("mem %lu %lu %ld\n", nvcpus, r, before - mem_free());
+		printf("mem %lu %lu %ld %ld %ld\n", nvcpus, r, before - mem_free(),
+		       meminfo("SReclaimable") - recl,
+		       meminfo("SUnreclaim") - unrecl);
 		if (!r) {
 			snprintf(path, sizeof(path), DEBUGFS "/%d-%d/exit_stats",
 				 getpid(), vm_fd);
