@@ -62,7 +62,7 @@ def test_parse_collects_samples_and_checks_counts() -> None:
 
 def test_goals_verdicts() -> None:
     good = bench.goals(fake_results(on=28.5, off=2.0, read_ratio=3.0))
-    assert "missed" not in good and good.count("met") == 14
+    assert "missed" not in good and good.count("met") == 15
     bad = bench.goals(fake_results(on=31.0, off=3.0, read_ratio=12.0,
                                    mem_off=0.5, mem_on=8.5))
     assert "**missed**: SVM: stats on add +31.0 ticks per hlt exit" in bad
