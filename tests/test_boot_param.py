@@ -15,6 +15,17 @@ def test_accounting_off_from_boot_then_on() -> None:
     assert run["param"].strip() == "N"
     off = parse(run["off"])
     assert off.rows == {} and off.total.count == 0
+    # While off, a vCPU has no files (and no counters): no memory at all.
+    off_files = run["files-off"].split()
+    assert "exit_stats" in off_files and "pid" in off_files, off_files
+    assert off_files.count("exit_stats") == 1          # the VM's only
+    assert off_files.count("exit_stats_reset") == 1
+    # Switching on creates them for the live VM's vCPUs, with new counters.
+    on_files = run["files-on"].split()
+    assert on_files.count("exit_stats") == 3, on_files  # VM, vcpu0, vcpu1
+    assert on_files.count("exit_stats_reset") == 3, on_files
+    live = parse(run["live-vcpu0"])
+    assert live.rows == {} and live.total.count == 0
     on = parse(run["on"])
     assert on.count("cpuid") == 5
     assert on.count("io") == 1
