@@ -316,9 +316,17 @@ def goals(res: Results) -> str:
              "of measurement noise)")
         goal(on <= 8, f"{vendor.upper()}: stats on use {on:+.2f} KiB per vCPU that "
              "took six kinds of exit (goal: at most 8 KiB)")
-        goal(on - off <= 8.25, f"{vendor.upper()}: the counters (stats on minus stats "
-             f"off) use {on - off:+.2f} KiB per vCPU (goal: two pages, 8 KiB, within "
-             "±0.25 KiB of measurement noise)")
+        # The counters are pages; the slab that stats on adds is the two
+        # debugfs files per vCPU.
+        slab = res.get("memslab", {}).get(vendor)
+        pages = on - off
+        if slab:
+            med = {c: statistics.median(x[1] for x in slab[c]) / MEM_VCPUS
+                   for c in ("stats off", "stats on")}
+            pages -= med["stats on"] - med["stats off"]
+        goal(pages <= 8.25, f"{vendor.upper()}: the counters (stats on minus stats "
+             f"off, without slab) use {pages:+.2f} KiB per vCPU (goal: two pages, "
+             "8 KiB, within ±0.25 KiB of measurement noise)")
     for vendor, rd in res["read"].items():
         if not rd:
             continue
