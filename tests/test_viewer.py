@@ -52,6 +52,23 @@ def viewer(request: pytest.FixtureRequest) -> Path:
     return b
 
 
+def run_live(viewer: Path, f: Path, rewrites: list[tuple[float, str]],
+             *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the viewer on @f while a thread rewrites it: each (delay, text)
+    of @rewrites that long after the previous one."""
+    def writer() -> None:
+        for delay, text in rewrites:
+            time.sleep(delay)
+            f.write_text(text)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        return run(viewer, "-f", str(f), *args)
+    finally:
+        t.join()
+
+
 def run(viewer: Path, *args: str, stdin: bytes | None = None,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, TZ="UTC",
@@ -399,17 +416,10 @@ def test_live_mode_deltas_and_reset(viewer: Path, tmp_path: Path) -> None:
 
     f.write_text(with_cpuid(2000, 1_000_000_000))
 
-    def writer() -> None:
-        time.sleep(0.3)
-        f.write_text(with_cpuid(2500, 2_000_000_000))
-        time.sleep(0.6)
-        f.write_text(with_cpuid(100, 500_000_000))  # counters were reset
-
-    t = threading.Thread(target=writer)
-    t.start()
-    p = run(viewer, "-f", str(f), "-i", "0.6", "-c", "2", "--raw",
-            "-o", "REASON,COUNT,RATE")
-    t.join()
+    p = run_live(viewer, f, [(0.3, with_cpuid(2500, 2_000_000_000)),
+                             # counters were reset
+                             (0.6, with_cpuid(100, 500_000_000))],
+                 "-i", "0.6", "-c", "2", "--raw", "-o", "REASON,COUNT,RATE")
     assert p.returncode == 0, p.stderr
     blocks = [b.splitlines() for b in p.stdout.strip().split("\n\n")]
     assert len(blocks) == 2
@@ -575,16 +585,10 @@ def test_live_delta_with_unmeasured_exits(viewer: Path, tmp_path: Path) -> None:
     f.write_text(stats_text("10 CPUID 10 1400 150 200 250 0:3,8:7",
                             "12 HLT 2 600 300 300 300 9:2", since=10**9))
 
-    def writer() -> None:
-        time.sleep(0.2)
-        f.write_text(stats_text("10 CPUID 20 2400 150 200 250 0:8,8:12",
-                                "12 HLT 5 600 300 300 300 0:3,9:2", since=2 * 10**9))
-
-    t = threading.Thread(target=writer)
-    t.start()
-    p = run(viewer, "-f", str(f), "-i", "0.6", "-c", "1", "-J", "--raw",
-            "-o", "REASON,COUNT,TOTAL,AVG,P50,P99")
-    t.join()
+    later = stats_text("10 CPUID 20 2400 150 200 250 0:8,8:12",
+                       "12 HLT 5 600 300 300 300 0:3,9:2", since=2 * 10**9)
+    p = run_live(viewer, f, [(0.2, later)], "-i", "0.6", "-c", "1", "-J",
+                 "--raw", "-o", "REASON,COUNT,TOTAL,AVG,P50,P99")
     assert p.returncode == 0, p.stderr
     rows = {r["reason"]: r for r in json.loads(p.stdout)["exit_stats"]}
     # 10 exits, 5 of them measured, 1000 cycles: 200 each, not 100
@@ -1010,15 +1014,8 @@ def test_live_mode_layout_change_is_a_reset(viewer: Path, tmp_path: Path) -> Non
     v2 = SAMPLES["v2-vmx"].read_text().replace("since_reset_ns 905738",
                                                 "since_reset_ns 999999999")
 
-    def writer() -> None:
-        time.sleep(0.2)
-        f.write_text(v2)
-
-    t = threading.Thread(target=writer)
-    t.start()
-    p = run(viewer, "-f", str(f), "-i", "0.6", "-c", "1", "--raw",
-            "-o", "REASON,COUNT,P50")
-    t.join()
+    p = run_live(viewer, f, [(0.2, v2)], "-i", "0.6", "-c", "1", "--raw",
+                 "-o", "REASON,COUNT,P50")
     assert p.returncode == 0, p.stderr
     assert "(counters were reset)" in p.stdout.splitlines()[0]
     rows = {ln.split()[0]: ln.split()[1:] for ln in p.stdout.splitlines()[2:]}
