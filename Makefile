@@ -12,8 +12,13 @@
 #   make checkpatch    scripts/checkpatch.pl --strict on the series
 #   make check-series  build the kernel at every patch of the series, then
 #                      the whole series with CONFIG_KVM_EXIT_STATS=n
-#   make debug-check   lockdep + KASAN kernel, run the end-to-end scenario on
-#                      SVM, fail on any kernel report (tests/test_debug_kernel.py)
+#   make debug-check   the debug kernel (lockdep, KASAN, kmemleak, fault
+#                      injection, KVM as modules) on a 2-CPU SVM host:
+#                      end-to-end scenario, stress, allocation failures,
+#                      module reloads; any kernel report fails
+#   make stress        tests/test_stress.py in its long form: 300 s storms
+#                      (STRESS_SECONDS), and the same storm on 6.12.117 with
+#                      KCSAN to tell pre-existing races (make test: 60 s)
 #   make bench         per-exit cost of the accounting, unpatched vs. patched
 #                      vs. tracepoints, on SVM and VMX; read-side scaling
 #                      (Documentation/benchmarks.md, build/bench.json)
@@ -31,6 +36,8 @@ EXITLOAD := $(BUILD)/exitload
 KESIO    := $(BUILD)/kes-io
 KESBENCH := $(BUILD)/kes-bench
 KESVGA   := $(BUILD)/kes-vga
+KESSTRESS := $(BUILD)/kes-stress
+STRESS_SECONDS ?= 300
 SELFTEST := $(BUILD)/selftest/exit_stats_test
 GUEST_CFLAGS := -static -O2 -std=gnu11 -Wall -Wextra -Werror
 
@@ -46,7 +53,7 @@ FUZZER  := $(BUILD)/fuzz_parse
 FUZZ_SECONDS ?= 60
 
 .PHONY: all viewer install deps kernel-tree series kernel selftest checkpatch \
-	check-series exitload demo test debug-check bench fuzz clean distclean
+	check-series exitload demo test debug-check stress bench fuzz clean distclean
 
 all: viewer
 
@@ -100,7 +107,7 @@ checkpatch: deps
 check-series: deps
 	@tests/kernel check-series
 
-exitload: $(EXITLOAD) $(KESIO) $(KESVGA)
+exitload: $(EXITLOAD) $(KESIO) $(KESVGA) $(KESSTRESS)
 
 $(EXITLOAD): tests/guest/exitload.c tests/guest/guest.h | deps
 	@mkdir -p $(BUILD)
@@ -113,6 +120,10 @@ $(KESIO): tests/guest/kes-io.c | deps
 $(KESVGA): tests/guest/kes-vga.c | deps
 	@mkdir -p $(BUILD)
 	$(CC) $(GUEST_CFLAGS) -o $@ $<
+
+$(KESSTRESS): tests/guest/kes-stress.c tests/guest/guest.h | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(GUEST_CFLAGS) -pthread -o $@ $<
 
 $(KESBENCH): tests/guest/kes-bench.c tests/guest/guest.h | deps
 	@mkdir -p $(BUILD)
@@ -131,13 +142,19 @@ demo: kernel exitload $(VIEWER)
 test: kernel selftest exitload $(VIEWER) $(ASAN_VIEWER) $(FUZZER)
 	$(PYTHON) -m pytest -c tests/pytest.ini tests $(PYTEST_ARGS)
 
-# The same check as tests/test_debug_kernel.py, which make test runs too.
-debug-check: exitload $(VIEWER)
-	$(PYTHON) -m pytest -c tests/pytest.ini tests/test_debug_kernel.py $(PYTEST_ARGS)
+# The debug-kernel part of tests/test_stress.py, which make test runs too.
+debug-check: selftest exitload $(VIEWER)
+	$(PYTHON) -m pytest -c tests/pytest.ini tests/test_stress.py -k debug $(PYTEST_ARGS)
+
+# The long form of tests/test_stress.py (make test runs 60-second storms).
+stress: selftest exitload $(VIEWER)
+	KES_STRESS_SECONDS=$(STRESS_SECONDS) KES_STRESS_BASELINE=1 \
+		$(PYTHON) -m pytest -c tests/pytest.ini tests/test_stress.py $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(BUILD)/kobj $(BUILD)/kdebug $(BUILD)/kseries $(BUILD)/selftest $(EXITLOAD) $(KESIO) \
-		$(KESVGA) $(KESBENCH) $(VIEWER) $(ASAN_VIEWER) $(FUZZER) tests/__pycache__
+	rm -rf $(BUILD)/kobj $(BUILD)/kdebug $(BUILD)/kkcsan $(BUILD)/kkcsan-base $(BUILD)/kseries \
+		$(BUILD)/selftest $(EXITLOAD) $(KESIO) $(KESVGA) $(KESBENCH) $(KESSTRESS) \
+		$(VIEWER) $(ASAN_VIEWER) $(FUZZER) tests/__pycache__
 
 distclean:
 	rm -rf $(BUILD)

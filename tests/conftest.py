@@ -55,31 +55,37 @@ def dumps(text: str) -> dict[str, str]:
     return files
 
 
-_runs: dict[tuple[str, str, str, str], GuestRun] = {}
-_kernel: list[Path] = []
+_runs: dict[tuple[str, ...], GuestRun] = {}
+_kernels: dict[str, Path] = {}
 
 
-def built_kernel() -> Path:
-    """Build (or bring up to date) the test kernel once per session."""
-    if not _kernel:
-        p = subprocess.run([str(ROOT / "tests" / "kernel"), "build"],
+def built_kernel(target: str = "build", obj: str = "kobj") -> Path:
+    """Build (or bring up to date) a kernel of tests/kernel TARGET, in
+    build/OBJ, once per session; its bzImage."""
+    if target not in _kernels:
+        p = subprocess.run([str(ROOT / "tests" / "kernel"), target],
                            capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
-        _kernel.append(BUILD / "kobj" / "arch" / "x86" / "boot" / "bzImage")
-    return _kernel[0]
+        _kernels[target] = BUILD / obj / "arch" / "x86" / "boot" / "bzImage"
+    return _kernels[target]
 
 
 def boot(vendor: str, command: str = "kes-e2e", append: str = "",
-         kernel: Path | None = None) -> GuestRun:
-    """Boot once per (vendor, command, append, kernel); split the output."""
-    tag = f"{vendor}-{command.split()[0]}" + ("-debug" if kernel else "")
+         kernel: Path | None = None, smp: int = 1, mem: int = 512,
+         adds: tuple[Path, ...] = (), timeout: int = 900) -> GuestRun:
+    """Boot once per (vendor, command, append, kernel, smp); split the
+    output."""
+    tag = (f"{vendor}-{command.split()[0]}" +
+           (f"-{kernel.parent.parent.parent.parent.name}" if kernel else "") +
+           (f"-smp{smp}" if smp > 1 else ""))
     kernel = kernel or built_kernel()
-    key = (vendor, command, append, str(kernel))
+    key = (vendor, command, append, str(kernel), str(smp))
     if key not in _runs:
         log = BUILD / f"e2e-{tag}.log"
         cmd = [str(ROOT / "tests" / "run-in-vm"), "--vendor", vendor,
-               "--timeout", "900", "--log", str(log), "--append", append,
-               "--verbose",
+               "--timeout", str(timeout), "--log", str(log), "--append", append,
+               "--verbose", "--smp", str(smp), "--mem", str(mem),
+               *[a for f in adds for a in ("--add", str(f))],
                "--add", str(BUILD / "exitload"), "--add", str(BUILD / "kes-io"),
                "--add", str(BUILD / "kes-vga"),
                "--add", str(BUILD / "selftest" / "exit_stats_test"),
