@@ -170,6 +170,40 @@ static unsigned int rnd(unsigned int *seed, unsigned int n)
 	return n ? rand_r(seed) % n : 0;
 }
 
+static int write_file(const char *path, const char *val);
+static ssize_t slurp(const char *path, char *buf, size_t size);
+
+/*
+ * /proc/thread-self/fail-nth: the n-th fallible allocation of this thread
+ * from now on fails.
+ */
+static __thread int fail_fd = -1;
+
+static void fail_nth(unsigned int n)
+{
+	char v[16];
+	int len = snprintf(v, sizeof(v), "%u", n);
+
+	/* Opened once: opening it allocates, which would consume the n. */
+	if (fail_fd < 0)
+		fail_fd = open("/proc/thread-self/fail-nth", O_RDWR);
+	if (fail_fd < 0 || pwrite(fail_fd, v, len, 0) != len)
+		err(1, "/proc/thread-self/fail-nth");
+}
+
+/* True if the failure was injected; disarms it if it was not. */
+static bool fail_fired(void)
+{
+	char v[16] = "";
+
+	if (pread(fail_fd, v, sizeof(v) - 1, 0) < 0)
+		err(1, "/proc/thread-self/fail-nth");
+	if (atoi(v) == 0)
+		return true;
+	fail_nth(0);
+	return false;
+}
+
 /* ---------------------------------------------------------------- VMs */
 
 struct vm {
@@ -187,11 +221,19 @@ struct vcpu {
 	const char *error;
 };
 
-static int vm_create(struct vm *vm)
+/*
+ * Create a VM; with @fail, the fail-th allocation of KVM_CREATE_VM fails,
+ * and *@fired says whether it did.
+ */
+static int vm_create_nth(struct vm *vm, unsigned int fail, bool *fired)
 {
 	struct kvm_userspace_memory_region region = { 0 };
 
+	if (fail)
+		fail_nth(fail);
 	vm->fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+	if (fail)
+		*fired = fail_fired();
 	if (vm->fd < 0)
 		return -errno;
 	snprintf(vm->dir, sizeof(vm->dir), DEBUGFS "/%d-%d", getpid(), vm->fd);
@@ -209,18 +251,29 @@ static int vm_create(struct vm *vm)
 	return 0;
 }
 
+static int vm_create(struct vm *vm)
+{
+	return vm_create_nth(vm, 0, NULL);
+}
+
 static void vm_destroy(struct vm *vm)
 {
 	close(vm->fd);
 	munmap(vm->mem, MEM_SIZE);
 }
 
-static int vcpu_create(struct vm *vm, struct vcpu *v, int id)
+/* Create a vCPU; @fail and @fired as for vm_create_nth(). */
+static int vcpu_create_nth(struct vm *vm, struct vcpu *v, int id,
+			   unsigned int fail, bool *fired)
 {
 	struct kvm_sregs sregs;
 	struct kvm_regs regs;
 
+	if (fail)
+		fail_nth(fail);
 	v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
+	if (fail)
+		*fired = fail_fired();
 	if (v->fd < 0)
 		return -errno;
 	v->run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
@@ -243,6 +296,11 @@ static int vcpu_create(struct vm *vm, struct vcpu *v, int id)
 	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
 		err(1, "KVM_SET_REGS");
 	return 0;
+}
+
+static int vcpu_create(struct vm *vm, struct vcpu *v, int id)
+{
+	return vcpu_create_nth(vm, v, id, 0, NULL);
 }
 
 static void vcpu_destroy(struct vcpu *v)
@@ -755,9 +813,12 @@ static int check_exact(const char *what, const struct stats *s,
 static uint64_t read_number(const char *path)
 {
 	char buf[64];
+	ssize_t n = slurp(path, buf, sizeof(buf));
 
-	if (slurp(path, buf, sizeof(buf)) < 0)
-		err(1, "%s", path);
+	if (n < 0) {
+		violation("read %s: %s", path, strerror(-n));
+		return 0;
+	}
 	return strtoull(buf, NULL, 10);
 }
 
@@ -827,28 +888,6 @@ struct site {
 	unsigned int tried, failed, tolerated, lost;
 };
 
-static void fail_nth(unsigned int n)
-{
-	char v[16];
-
-	snprintf(v, sizeof(v), "%u", n);
-	if (write_file("/proc/thread-self/fail-nth", v))
-		err(1, "/proc/thread-self/fail-nth");
-}
-
-/* True if the failure was injected; disarms it if it was not. */
-static bool fail_fired(void)
-{
-	char v[16];
-
-	if (slurp("/proc/thread-self/fail-nth", v, sizeof(v)) < 0)
-		err(1, "/proc/thread-self/fail-nth");
-	if (atoi(v) == 0)
-		return true;
-	fail_nth(0);
-	return false;
-}
-
 /* An error of an attempt with a failure injected: ENOMEM, nothing else. */
 static void site_result(struct site *site, unsigned int n, int r)
 {
@@ -896,11 +935,16 @@ static bool fault_run(struct vm *vm, struct vcpu *v, unsigned int n,
 		      int *r)
 {
 	struct fault_run f = { .v = v, .n = n };
-	pthread_t t;
 	struct params p = guest_params;
+	pthread_t t;
+
+	struct kvm_regs regs = { .rip = CODE_GPA, .rflags = 2 };
 
 	p.loops = 5;
 	memcpy((char *)vm->mem + PARAM_GPA, &p, sizeof(p));
+	/* From the start of the guest program, again. */
+	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
+		err(1, "KVM_SET_REGS");
 	v->error = NULL;
 	v->io = v->hlt = 0;
 	if (pthread_create(&t, NULL, fault_vcpu_thread, &f))
@@ -918,6 +962,13 @@ static unsigned int check_vm_total(struct vm *vm, const char *what,
 	uint64_t exits;
 
 	snprintf(path, sizeof(path), "%s/exits", vm->dir);
+	if (access(vm->dir, F_OK)) {
+		violation("fault %s n=%u: no %s", what, n, vm->dir);
+		return 0;
+	}
+	/* KVM does without a stat file it could not create. */
+	if (access(path, F_OK))
+		return 0;
 	exits = read_number(path);
 	if (!read_checked(vm->dir, buf, s))
 		return 0;
@@ -927,6 +978,92 @@ static unsigned int check_vm_total(struct vm *vm, const char *what,
 	return row_count(s, "ALLOC_FAILED") ? 1 : 0;
 }
 
+/* [start, end) of the kernel function @name, from /proc/kallsyms. */
+static bool kernel_function(const char *name, unsigned long *start,
+			    unsigned long *end)
+{
+	FILE *f = fopen("/proc/kallsyms", "r");
+	char line[256], sym[128];
+	unsigned long addr;
+
+	if (!f)
+		err(1, "/proc/kallsyms");
+	*start = 0;
+	*end = ~0ul;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx %*c %127s", &addr, sym) != 2)
+			continue;
+		if (!strcmp(sym, name))
+			*start = addr;
+		else if (*start && addr > *start && addr < *end)
+			*end = addr;
+	}
+	fclose(f);
+	return *start && *end != ~0ul;
+}
+
+#define FAIL_PAGE "/sys/kernel/debug/fail_page_alloc/"
+
+/*
+ * Every page allocation for rows fails, and only those (the stack filter of
+ * fail_page_alloc): the first two reasons
+ * of a vCPU fit in its header page, every further one is counted as
+ * ALLOC_FAILED, and TOTAL still equals KVM's exits.
+ */
+static void row_failures(char *buf, struct stats *s, struct site *site)
+{
+	unsigned long start, end;
+	char range[32];
+	struct vcpu v;
+	struct vm vm;
+	int r;
+
+	/*
+	 * The function that allocates the pages of rows, which nothing but
+	 * this vCPU calls meanwhile.  Not its callers: they tail-call it and
+	 * each other, and a tail caller's frame is gone from the stack.
+	 */
+	if (!kernel_function("exit_stats_add_page", &start, &end))
+		errx(1, "exit_stats_add_page not in /proc/kallsyms");
+	snprintf(range, sizeof(range), "%#lx", start);
+	write_file(FAIL_PAGE "require-start", range);
+	snprintf(range, sizeof(range), "%#lx", end);
+	write_file(FAIL_PAGE "require-end", range);
+	write_file(FAIL_PAGE "times", "-1");
+	write_file(FAIL_PAGE "interval", "1");
+	write_file(FAIL_PAGE "probability", "100");
+
+	if (vm_create(&vm) || vcpu_create(&vm, &v, 0))
+		err(1, "creating a VM");
+	fault_run(&vm, &v, 0, &r);
+	write_file(FAIL_PAGE "probability", "0");
+	site->tried++;
+	if (r)
+		violation("fault rows: the guest failed: %s", strerror(-r));
+	check_vm_total(&vm, "rows", 1, buf, s);
+	site->lost = row_count(s, "ALLOC_FAILED");
+	site->tolerated += site->lost > 0;
+	printf("fault rows: %u rows, ALLOC_FAILED %u of TOTAL %" PRIu64 "\n",
+	       s->nrows, site->lost, total(s));
+	if (!site->lost || s->nrows != 4)
+		violation("fault rows: want 2 rows, ALLOC_FAILED and TOTAL");
+	vcpu_destroy(&v);
+	vm_destroy(&vm);
+
+	write_file(FAIL_PAGE "times", "1");
+	write_file(FAIL_PAGE "require-start", "0");
+	write_file(FAIL_PAGE "require-end", "0xffffffffffffffff");
+
+	/* And a vCPU after it counts exactly. */
+	if (vm_create(&vm) || vcpu_create(&vm, &v, 0))
+		err(1, "creating a VM");
+	fault_run(&vm, &v, 0, &r);
+	check_vm_total(&vm, "rows", 2, buf, s);
+	check_exact("fault rows, afterwards", s, 1, 5);
+	vcpu_destroy(&v);
+	vm_destroy(&vm);
+}
+
 static void faults(unsigned int max)
 {
 	struct site vm_site = { .name = "create_vm" };
@@ -934,6 +1071,7 @@ static void faults(unsigned int max)
 	struct site run_site = { .name = "first_exits" };
 	struct site read_site = { .name = "read" };
 	struct site reset_site = { .name = "reset" };
+	struct site rows_site = { .name = "rows" };
 	struct site on_site = { .name = "switch_on" };
 	char *buf = malloc(FILE_MAX);
 	struct stats *s = malloc(sizeof(*s));
@@ -949,9 +1087,10 @@ static void faults(unsigned int max)
 
 	/* KVM_CREATE_VM. */
 	for (n = 1; n <= max; n++) {
-		fail_nth(n);
-		r = vm_create(&vm);
-		if (!fail_fired()) {
+		bool fired;
+
+		r = vm_create_nth(&vm, n, &fired);
+		if (!fired) {
 			if (!r)
 				vm_destroy(&vm);
 			break;
@@ -959,6 +1098,10 @@ static void faults(unsigned int max)
 		site_result(&vm_site, n, r);
 		if (r)
 			continue;
+		if (n % 10) {
+			vm_destroy(&vm);
+			continue;
+		}
 		/* A VM that survived a failure still counts exactly. */
 		if (vcpu_create(&vm, &v, 0))
 			violation("fault create_vm n=%u: no vCPU afterwards", n);
@@ -975,9 +1118,10 @@ static void faults(unsigned int max)
 	if (vm_create(&vm))
 		err(1, "KVM_CREATE_VM");
 	for (n = 1; n <= max; n++) {
-		fail_nth(n);
-		r = vcpu_create(&vm, &v, 0);
-		if (!fail_fired()) {
+		bool fired;
+
+		r = vcpu_create_nth(&vm, &v, 0, n, &fired);
+		if (!fired) {
 			if (!r)
 				vcpu_destroy(&v);
 			break;
@@ -1097,6 +1241,8 @@ static void faults(unsigned int max)
 	site_report(&read_site);
 	site_report(&reset_site);
 	site_report(&on_site);
+	row_failures(buf, s, &rows_site);
+	site_report(&rows_site);
 	free(buf);
 	free(s);
 }
