@@ -66,11 +66,12 @@ SNAP = ["global", "vm1", "vm1-vcpu0", "vm1-vcpu1", "vm2"]
 
 def test_kunit_all_pass(run: GuestRun) -> None:
     ktap = run["kunit"]
-    assert "# kvm_exit_stats: pass:13 fail:0 skip:0 total:13" in ktap
+    assert "# kvm_exit_stats: pass:14 fail:0 skip:0 total:14" in ktap
     for case in ("exit_stats_test_tsc_backwards", "exit_stats_test_reset",
                  "exit_stats_test_reset_failure", "exit_stats_test_toggle",
                  "exit_stats_test_hist", "exit_stats_test_pages",
-                 "exit_stats_test_alloc_failure", "exit_stats_test_create_failure"):
+                 "exit_stats_test_alloc_failure", "exit_stats_test_create_failure",
+                 "exit_stats_test_replaced_first_exit"):
         assert re.search(rf"^\s*ok \d+ {case}$", ktap, re.M), case
     assert "not ok" not in ktap
     assert re.search(r"^ok 1 kvm_exit_stats$", ktap, re.M)

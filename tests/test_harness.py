@@ -201,6 +201,35 @@ def test_negative_seconds_are_a_usage_error(opt: str) -> None:
     assert p.returncode == 2 and f"{opt} must be 0 or positive" in p.stderr
 
 
+@pytest.mark.parametrize("opt,value,msg", [
+    ("--smp", "0", "--smp must be 1 to 8"),
+    ("--smp", "9", "--smp must be 1 to 8"),
+    ("--mem", "64", "--mem must be 128 to 8192 (MiB)"),
+])
+def test_smp_and_mem_out_of_range_are_usage_errors(opt: str, value: str,
+                                                   msg: str) -> None:
+    p = subprocess.run([str(RUN_IN_VM), opt, value, "--", "true"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and msg in p.stderr
+
+
+def test_smp_emulator_command_lines(tmp_path: Path) -> None:
+    """One CPU keeps QEMU's exact clock alone; more CPUs keep it too (the
+    CPUs then run in turn: multi-threaded TCG is never used), and bochs
+    gets the CPU count and memory in its configuration."""
+    k, i = tmp_path / "bzImage", tmp_path / "initrd"
+    one = rv.qemu_cmd(k, i, "", 1, 512)
+    assert "-icount" in one and "-smp" not in one and "thread=multi" not in " ".join(one)
+    two = rv.qemu_cmd(k, i, "", 2, 1024)
+    assert two[two.index("-smp") + 1] == "2" and "-icount" in two
+    assert two[two.index("-m") + 1] == "1024"
+    k.write_bytes(b"")
+    i.write_bytes(b"")
+    rv.bochs_cmd(k, tmp_path, i, "vmx-ept", "", 2, 1024)
+    rc = (tmp_path / "bochsrc").read_text()
+    assert "megs: 1024" in rc and "count=2," in rc
+
+
 def test_heartbeat_in_the_guest_init(tmp_path: Path) -> None:
     def init(beat: float) -> str:
         work = tmp_path / str(beat)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,6 +164,53 @@ def test_kcsan_storm(kcsan: Path) -> None:
     assert not other, other
     print(f"kcsan: {len(races)} reports, none of the series; "
           f"{storm.values['reads']} reads")
+
+
+DEMO = ROOT / "tests" / "data" / "exit_stats-v2-vmx-demo.txt"
+# One broken rule each: what every read of the storm is checked for.
+BROKEN = {
+    "version": ("# kvm_exit_stats 2", "# kvm_exit_stats 3", "bad header"),
+    "count": ("10 CPUID 10000 ", "10 CPUID 10001 ", "count 10001 but histogram"),
+    "avg": (" 477 507 5377 ", " 477 508 5377 ", "CPUID: cycles"),
+    "min": (" 477 507 5377 ", " 600 507 5377 ", "CPUID: cycles"),
+    "bucket": ("13:9523,", "99:9523,", "bad histogram"),
+    "total": ("- TOTAL ", "- TOTAL_ ", "no TOTAL row last"),
+    "twice": ("12 HLT 100", "10 CPUID 100", "a reason shown twice"),
+}
+
+
+@pytest.mark.parametrize("rule", BROKEN)
+def test_every_rule_of_the_reads_can_fail(rule: str, tmp_path: Path) -> None:
+    """kes-stress --check applies the checks of every read to a file: the
+    real demo capture passes, each broken copy fails with its reason."""
+    old, new, why = BROKEN[rule]
+    text = DEMO.read_text()
+    assert old in text
+    good, bad = tmp_path / "good.txt", tmp_path / "bad.txt"
+    good.write_text(text)
+    bad.write_text(text.replace(old, new, 1))
+    p = subprocess.run([str(BUILD / "kes-stress"), "--check", str(good)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.endswith(": ok\n"), p.stdout
+    p = subprocess.run([str(BUILD / "kes-stress"), "--check", str(bad)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and why in p.stdout, p.stdout
+
+
+def test_total_must_add_up(tmp_path: Path) -> None:
+    """A TOTAL that is not the sum of the rows, as a lost update would
+    leave it."""
+    lines = DEMO.read_text().splitlines(keepends=True)
+    f = lines[-1].split()
+    f[2], f[3] = str(int(f[2]) - 1), str(int(f[3]) - 507)
+    first, count = f[7].split(",")[0].split(":")
+    f[7] = f[7].replace(f"{first}:{count}", f"{first}:{int(count) - 1}", 1)
+    f[5] = str(int(f[3]) // int(f[2]))
+    bad = tmp_path / "bad.txt"
+    bad.write_text("".join(lines[:-1]) + " ".join(f) + "\n")
+    p = subprocess.run([str(BUILD / "kes-stress"), "--check", str(bad)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "but rows add up to" in p.stdout, p.stdout
 
 
 def test_kcsan_known_races_file() -> None:

@@ -118,7 +118,7 @@ static atomic_bool stop;
 static unsigned int opt_seconds = 60, opt_vms = 3, opt_max_vcpus = 3;
 static unsigned int opt_readers = 2, opt_resetters = 1, opt_final_vcpus = 4;
 static unsigned int opt_loops = 200, opt_toggle_ms = 500, opt_final_loops = 300;
-static bool opt_baseline, opt_no_toggle, svm;
+static bool opt_baseline, opt_no_toggle, opt_check, svm;
 static unsigned int opt_faults;
 static int kvm_fd, run_size;
 static struct kvm_cpuid2 *cpuid;
@@ -1268,10 +1268,37 @@ static void usage(FILE *out, int status)
 		"  -b, --baseline        the same storm on KVM's own files (exits, tsc-offset),\n"
 		"                        no switching, no final check: for a kernel without\n"
 		"                        the series\n"
+		"  -C, --check FILE...   instead of the storm: check saved exit_stats files\n"
 		"  -F, --faults N        instead of the storm: fail the 1st, 2nd, ... Nth\n"
 		"                        allocation of each site (fail-nth), check the results\n"
 		"  -h, --help            show this help\n");
 	exit(status);
+}
+
+/* --check: the checks of every read, on saved files; 1 if one fails. */
+static int check_files(char **files, int n)
+{
+	char *buf = malloc(FILE_MAX);
+	struct stats *s = malloc(sizeof(*s));
+	int bad = 0;
+
+	if (!buf || !s)
+		err(1, "malloc");
+	if (!n)
+		usage(stderr, 2);
+	for (int i = 0; i < n; i++) {
+		const char *why;
+		ssize_t len = slurp(files[i], buf, FILE_MAX);
+
+		if (len < 0)
+			errx(1, "%s: %s", files[i], strerror(-len));
+		why = check_stats(buf, s);
+		printf("%s: %s\n", files[i], why ? why : "ok");
+		bad |= why != NULL;
+	}
+	free(buf);
+	free(s);
+	return bad;
 }
 
 static unsigned int number(const char *s, unsigned int lo, unsigned int hi)
@@ -1332,6 +1359,7 @@ int main(int argc, char **argv)
 		{ "final-loops", required_argument, NULL, 'L' },
 		{ "baseline", no_argument, NULL, 'b' },
 		{ "faults", required_argument, NULL, 'F' },
+		{ "check", no_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -1347,7 +1375,7 @@ int main(int argc, char **argv)
 	int c;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((c = getopt_long(argc, argv, "s:V:c:l:r:R:t:Tf:L:bF:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:V:c:l:r:R:t:Tf:L:bF:Ch", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': opt_seconds = number(optarg, 1, 86400); break;
 		case 'V': opt_vms = number(optarg, 1, 16); break;
@@ -1361,10 +1389,13 @@ int main(int argc, char **argv)
 		case 'L': opt_final_loops = number(optarg, 1, 1000000); break;
 		case 'b': opt_baseline = true; break;
 		case 'F': opt_faults = number(optarg, 1, 100000); break;
+		case 'C': opt_check = true; break;
 		case 'h': usage(stdout, 0); break;
 		default: usage(stderr, 2);
 		}
 	}
+	if (opt_check)
+		return check_files(argv + optind, argc - optind);
 	if (optind != argc)
 		usage(stderr, 2);
 
