@@ -118,9 +118,8 @@ def kcsan_reports(console: str) -> list[Race]:
 
 
 def known_races() -> set[str]:
-    known = {ln.strip() for ln in KNOWN_RACES.read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")}
-    return known
+    return {ln.strip() for ln in KNOWN_RACES.read_text().splitlines()
+            if ln.strip() and not ln.startswith("#")}
 
 
 @pytest.fixture(scope="module")

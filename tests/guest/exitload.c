@@ -224,7 +224,6 @@ static void *vcpu_thread(void *arg)
 static void create_vcpu(struct vcpu *v, int id, struct kvm_cpuid2 *cpuid)
 {
 	struct kvm_sregs sregs;
-	struct kvm_regs regs;
 	struct {
 		struct kvm_msrs hdr;
 		struct kvm_msr_entry entry;
@@ -247,30 +246,22 @@ static void create_vcpu(struct vcpu *v, int id, struct kvm_cpuid2 *cpuid)
 			err(1, "KVM_SET_MP_STATE");
 	}
 
-	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
-		err(1, "KVM_GET_SREGS");
 	if (real_mode) {
 		/* Flat data at 0, code at CODE_GPA from selector 0. */
+		if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
+			err(1, "KVM_GET_SREGS");
 		sregs.cs.selector = 0;
 		sregs.cs.base = CODE_GPA;
 		sregs.ds.selector = 0;
 		sregs.ds.base = 0;
 		sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
 		sregs.cr0 = 0x10;	/* ET */
+		if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
+			err(1, "KVM_SET_SREGS");
 	} else {
-		set_seg(&sregs.cs, 0x8, 11);
-		set_seg(&sregs.ds, 0x10, 3);
-		sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
-		sregs.cr0 = 0x11;	/* PE | ET */
+		set_protected_mode(v->fd);
 	}
-	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
-		err(1, "KVM_SET_SREGS");
-
-	memset(&regs, 0, sizeof(regs));
-	regs.rip = real_mode ? 0 : CODE_GPA;
-	regs.rflags = 2;
-	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
-		err(1, "KVM_SET_REGS");
+	set_rip(v->fd, real_mode ? 0 : CODE_GPA);
 
 	if (id == 0) {
 		if (ioctl(v->fd, KVM_GET_MSRS, &msrs) != 1)

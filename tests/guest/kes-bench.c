@@ -148,8 +148,6 @@ static int create_vm(const struct params *p)
 /* A vCPU in flat 32-bit protected mode at the guest code. */
 static int create_vcpu(int vm_fd, int id, struct kvm_run **run)
 {
-	struct kvm_sregs sregs;
-	struct kvm_regs regs = { .rip = CODE_GPA, .rflags = 2 };
 	int fd = ioctl(vm_fd, KVM_CREATE_VCPU, id);
 
 	if (fd < 0)
@@ -157,16 +155,8 @@ static int create_vcpu(int vm_fd, int id, struct kvm_run **run)
 	*run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (*run == MAP_FAILED)
 		err(1, "mmap kvm_run");
-	if (ioctl(fd, KVM_GET_SREGS, &sregs) < 0)
-		err(1, "KVM_GET_SREGS");
-	set_seg(&sregs.cs, 0x8, 11);
-	set_seg(&sregs.ds, 0x10, 3);
-	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
-	sregs.cr0 = 0x11;	/* PE | ET */
-	if (ioctl(fd, KVM_SET_SREGS, &sregs) < 0)
-		err(1, "KVM_SET_SREGS");
-	if (ioctl(fd, KVM_SET_REGS, &regs) < 0)
-		err(1, "KVM_SET_REGS");
+	set_protected_mode(fd);
+	set_rip(fd, CODE_GPA);
 	return fd;
 }
 

@@ -219,6 +219,7 @@ struct vcpu {
 	uint32_t loops;
 	unsigned long io, hlt;
 	const char *error;
+	int errnum;		/* of a failed KVM_RUN, else 0 */
 };
 
 /*
@@ -266,9 +267,6 @@ static void vm_destroy(struct vm *vm)
 static int vcpu_create_nth(struct vm *vm, struct vcpu *v, int id,
 			   unsigned int fail, bool *fired)
 {
-	struct kvm_sregs sregs;
-	struct kvm_regs regs;
-
 	if (fail)
 		fail_nth(fail);
 	v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
@@ -282,19 +280,8 @@ static int vcpu_create_nth(struct vm *vm, struct vcpu *v, int id,
 		err(1, "mmap kvm_run");
 	if (ioctl(v->fd, KVM_SET_CPUID2, cpuid) < 0)
 		err(1, "KVM_SET_CPUID2");
-	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
-		err(1, "KVM_GET_SREGS");
-	set_seg(&sregs.cs, 0x8, 11);
-	set_seg(&sregs.ds, 0x10, 3);
-	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
-	sregs.cr0 = 0x11;	/* PE | ET */
-	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
-		err(1, "KVM_SET_SREGS");
-	memset(&regs, 0, sizeof(regs));
-	regs.rip = CODE_GPA;
-	regs.rflags = 2;
-	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
-		err(1, "KVM_SET_REGS");
+	set_protected_mode(v->fd);
+	set_rip(v->fd, CODE_GPA);
 	return 0;
 }
 
@@ -323,6 +310,7 @@ static void *vcpu_thread(void *arg)
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
+			v->errnum = errno;
 			v->error = strerror(errno);
 			return NULL;
 		}
@@ -925,9 +913,8 @@ static void *fault_vcpu_thread(void *arg)
 		fail_nth(f->n);
 	vcpu_thread(f->v);
 	f->fired = f->n && fail_fired();
-	f->r = f->v->error ? -ENOMEM : 0;
-	if (f->v->error && strcmp(f->v->error, strerror(ENOMEM)))
-		f->r = -EIO;
+	/* An unexpected exit to user space counts as EIO. */
+	f->r = !f->v->error ? 0 : f->v->errnum ? -f->v->errnum : -EIO;
 	return NULL;
 }
 
@@ -938,14 +925,12 @@ static bool fault_run(struct vm *vm, struct vcpu *v, unsigned int n,
 	struct params p = guest_params;
 	pthread_t t;
 
-	struct kvm_regs regs = { .rip = CODE_GPA, .rflags = 2 };
-
 	p.loops = 5;
 	memcpy((char *)vm->mem + PARAM_GPA, &p, sizeof(p));
 	/* From the start of the guest program, again. */
-	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
-		err(1, "KVM_SET_REGS");
+	set_rip(v->fd, CODE_GPA);
 	v->error = NULL;
+	v->errnum = 0;
 	v->io = v->hlt = 0;
 	if (pthread_create(&t, NULL, fault_vcpu_thread, &f))
 		errx(1, "pthread_create failed");
