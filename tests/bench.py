@@ -45,6 +45,7 @@ VCPUS = [1, 64, 256, 1024]
 READ_FILES = ["exits", "exit_stats", "vm-exits", "vm-exit_stats"]
 
 PARAM = "/sys/module/kvm/parameters/exit_stats"
+LOG_PARAM = "/sys/module/kvm/parameters/exit_stats_log"
 TRACE = "/sys/kernel/tracing/events/kvm"
 STATS = "/sys/kernel/debug/kvm/exit_stats"
 
@@ -53,6 +54,8 @@ CONFIGS = [
     ("unpatched", "base", ""),
     ("stats off", "patched", f"echo 0 > {PARAM}"),
     ("stats on", "patched", f"echo 1 > {PARAM}"),
+    # A summary in the kernel log every 500 exits of a vCPU.
+    ("stats on, log 500", "patched", f"echo 1 > {PARAM}; echo 500 > {LOG_PARAM}"),
     ("tracepoints on", "base-ftrace",
      f"echo 1 > {TRACE}/kvm_exit/enable; echo 1 > {TRACE}/kvm_entry/enable"),
     # Extra figures, in the JSON and the second table.
@@ -79,6 +82,8 @@ def guest_script(kernel: str, repeats: int) -> str:
         if kernel.startswith("patched"):
             lines.append(f"echo \"counted $(grep ' CPUID \\| cpuid ' {STATS})\"")
             lines.append(f"echo 0 > {STATS}_reset")
+        if LOG_PARAM in setup:
+            lines.append("echo \"logged $(dmesg | grep -c 'exit_stats: .* TOTAL')\"")
         if name in MEM_CONFIGS:
             lines.append(f"kes-bench mem {MEM_VCPUS} {repeats + 2} || exit 1")
         if "kvm_exit" in setup:
@@ -86,7 +91,7 @@ def guest_script(kernel: str, repeats: int) -> str:
             lines.append(f"echo 0 > {TRACE}/kvm_exit/enable; "
                          f"echo 0 > {TRACE}/kvm_entry/enable")
     if kernel == "patched":
-        lines.append(f"echo 1 > {PARAM}")
+        lines.append(f"echo 1 > {PARAM}; echo 0 > {LOG_PARAM}")
         for n in VCPUS:
             lines.append(f"kes-bench read {n} {repeats} || exit 1")
     return "\n".join(lines)
@@ -131,16 +136,16 @@ def parse(vendor: str, out: str, res: Results, repeats: int) -> None:
                     config, []).append([int(f[4]), int(f[5])])
         elif f[0] == "memrow" and config:
             res["memrows"][vendor].setdefault(config, {})[f[1]] = int(f[2])
-        elif f[0] in ("counted", "traced") and config:
-            res["checks"][vendor][config] = line
+        elif f[0] in ("counted", "traced", "logged") and config:
+            res["checks"][vendor][config if f[0] != "logged" else f"{config}, logged"] = line
             check(vendor, config, f, repeats)
 
 
 def check(vendor: str, config: str, f: list[str], repeats: int) -> None:
     """The stats counted exactly our CPUIDs, or nothing when off; tracing traced."""
-    if f[0] == "traced":
+    if f[0] in ("traced", "logged"):
         if int(f[1]) == 0:
-            sys.exit(f"bench: {vendor} {config}: nothing was traced")
+            sys.exit(f"bench: {vendor} {config}: nothing was {f[0]}")
         return
     want = KINDS["cpuid"] * repeats if "stats on" in config else 0
     got = int(f[3]) if len(f) > 3 else 0
@@ -224,13 +229,14 @@ def exit_table(res: Results, vendor: str, configs: list[str]) -> list[str]:
     return rows
 
 
-def extra_table(res: Results, vendor: str) -> list[str]:
+def pair_table(res: Results, vendor: str, a: str, b: str) -> list[str]:
+    """Ticks per exit of config @a and @b, and b - a."""
     ex = res["exit"][vendor]
-    rows = ["| exit | ftrace kernel | ftrace kernel, stats on | Δ |", "|---|---|---|---|"]
+    rows = [f"| exit | {a} | {b} | Δ |", "|---|---|---|---|"]
     for kind in KINDS:
-        a, b = ex["ftrace kernel"][kind], ex["ftrace kernel, stats on"][kind]
-        rows.append(f"| {kind} | {fmt_cell(a)} | {fmt_cell(b)} | "
-                    f"{statistics.median(b) - statistics.median(a):+.1f} |")
+        x, y = ex[a][kind], ex[b][kind]
+        rows.append(f"| {kind} | {fmt_cell(x)} | {fmt_cell(y)} | "
+                    f"{statistics.median(y) - statistics.median(x):+.1f} |")
     return rows
 
 
@@ -254,7 +260,11 @@ def markdown(res: Results) -> str:
         out += [f"### {name}: ticks per exit", ""]
         out += exit_table(res, vendor, MAIN) + [""]
         out += [f"With tracepoints compiled in (CONFIG_FTRACE, tracepoints off):", ""]
-        out += extra_table(res, vendor) + [""]
+        out += pair_table(res, vendor, "ftrace kernel", "ftrace kernel, stats on") + [""]
+        if "stats on, log 500" in res["exit"][vendor]:
+            out += ["With a summary in the kernel log every 500 exits "
+                    "(kvm.exit_stats_log=500):", ""]
+            out += pair_table(res, vendor, "stats on", "stats on, log 500") + [""]
         if vendor in res["read"] and res["read"][vendor]:
             out += [f"### {name}: reading, ticks per open+read+close", ""]
             out += read_table(res, vendor) + [""]

@@ -1,4 +1,4 @@
-"""Parser for the exit_stats debugfs format (versions 1 and 2), for the tests."""
+"""Parser for the exit_stats debugfs format (versions 1 to 3), for the tests."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 
 HEADER_KEYS_V1 = ["kvm_exit_stats", "vendor", "clock", "tsc_khz", "since_reset_ns"]
 HEADER_KEYS_V2 = HEADER_KEYS_V1 + ["hist_buckets", "hist_min_shift", "hist_sub_shift"]
-HEADER_KEYS = {1: HEADER_KEYS_V1, 2: HEADER_KEYS_V2}
-COLUMNS = "reason name count cycles min avg max hist"
+HEADER_KEYS = {1: HEADER_KEYS_V1, 2: HEADER_KEYS_V2, 3: HEADER_KEYS_V2}
+COLUMNS = {1: "reason name count cycles min avg max hist",
+           2: "reason name count cycles min avg max hist",
+           3: "reason name count cycles min avg max fastpath hist"}
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,12 @@ class Row:
     avg: int
     max: int
     hist: dict[int, int] = field(default_factory=dict)
+    fastpath: int = 0      # format version 3
 
     def same_counters(self, other: "Row") -> bool:
-        return (self.count, self.cycles, self.min, self.max, self.hist) == \
-            (other.count, other.cycles, other.min, other.max, other.hist)
+        return (self.count, self.cycles, self.min, self.max, self.hist,
+                self.fastpath) == (other.count, other.cycles, other.min,
+                                   other.max, other.hist, other.fastpath)
 
 
 def quantile(row: Row, q: float, layout: Layout) -> int:
@@ -99,7 +103,9 @@ class ExitStats:
         return self.rows[name].count if name in self.rows else 0
 
 
-ROW = re.compile(r"^(-|\d+) (\S+) (\d+) (\d+) (\d+) (\d+) (\d+)(?: (\d+:\d+(?:,\d+:\d+)*))?$")
+ROW = {v: re.compile(r"^(-|\d+) (\S+)" + r" (\d+)" * n +
+                    r"(?: (\d+:\d+(?:,\d+:\d+)*))?$")
+       for v, n in ((1, 5), (2, 5), (3, 6))}
 
 
 def parse(text: str) -> ExitStats:
@@ -112,7 +118,7 @@ def parse(text: str) -> ExitStats:
         raise ValueError(f"line 1: not a kvm exit_stats file: {lines[0]!r}")
     version = int(m.group(1))
     if version not in HEADER_KEYS:
-        raise ValueError(f"line 1: format version {version}, not 1 or 2")
+        raise ValueError(f"line 1: format version {version}, not 1 to 3")
     keys = HEADER_KEYS[version]
     layout = V1_LAYOUT
     for i, line in enumerate(lines):
@@ -121,27 +127,30 @@ def parse(text: str) -> ExitStats:
             if not line.startswith("# ") or key != keys[i]:
                 raise ValueError(f"line {i + 1}: expected header {keys[i]}: {line!r}")
             header[key] = value
-            if i == len(keys) - 1 and version == 2:
-                layout = Layout(2, int(header["hist_buckets"]),
+            if i == len(keys) - 1 and version >= 2:
+                layout = Layout(version, int(header["hist_buckets"]),
                                 int(header["hist_min_shift"]),
                                 int(header["hist_sub_shift"]))
                 layout.check()
             continue
         if i == len(keys):
-            if line != "# " + COLUMNS:
+            if line != "# " + COLUMNS[version]:
                 raise ValueError(f"bad column line {line!r}")
             continue
-        m = ROW.match(line)
+        m = ROW[version].match(line)
         if not m:
             raise ValueError(f"line {i + 1}: bad row {line!r}")
         reason, name, *nums, hist = m.groups()
+        fastpath = int(nums.pop(5)) if version >= 3 else 0
         pairs = [tuple(map(int, p.split(":"))) for p in hist.split(",")] if hist else []
         buckets = [b for b, _ in pairs]
         if buckets != sorted(set(buckets)) or any(b >= layout.buckets for b in buckets):
             raise ValueError(f"line {i + 1}: buckets out of order or beyond "
                              f"{layout.buckets - 1}: {line!r}")
         row = Row(None if reason == "-" else int(reason), name,
-                  *map(int, nums), hist=dict(pairs))
+                  *map(int, nums), hist=dict(pairs), fastpath=fastpath)
+        if fastpath > row.count:
+            raise ValueError(f"line {i + 1}: more fastpath exits than exits")
         if total is not None:
             raise ValueError("rows after TOTAL")
         if name == "TOTAL":
@@ -165,14 +174,42 @@ def add(*stats: ExitStats) -> dict[str, Row]:
             o = out.get(name)
             if o is None:
                 out[name] = Row(r.reason, name, r.count, r.cycles, r.min, 0,
-                                r.max, dict(r.hist))
+                                r.max, dict(r.hist), r.fastpath)
                 continue
             # A row of unmeasured exits only (bucket 0) shows min 0.
             if r.count > r.hist.get(0, 0):
                 o.min = min(o.min, r.min) if o.count > o.hist.get(0, 0) else r.min
             o.count += r.count
+            o.fastpath += r.fastpath
             o.cycles += r.cycles
             o.max = max(o.max, r.max)
             for b, c in r.hist.items():
                 o.hist[b] = o.hist.get(b, 0) + c
+    return out
+
+
+# kvm.exit_stats_log: the lines of the rst's "Summaries in the kernel log".
+LOG_HEAD = re.compile(r"exit_stats: (\S+) vcpu(\d+): summary every (\d+) "
+                      r"exits, (\d+) ns since reset$")
+LOG_ROW = re.compile(r"exit_stats: (\S+) vcpu(\d+): (-|\d+) (\S+) count (\d+) "
+                     r"cycles (\d+) min (\d+) avg (\d+) max (\d+) fastpath (\d+)$")
+
+
+def summaries(text: str) -> list[tuple[tuple[str, int, int], dict[str, Row]]]:
+    """The summaries of a dmesg: ((vm, vcpu, every), rows by name, TOTAL
+    included), each whole and alone (one vCPU logs at a time here)."""
+    out: list[tuple[tuple[str, int, int], dict[str, Row]]] = []
+    for line in text.splitlines():
+        if m := LOG_HEAD.search(line):
+            out.append(((m[1], int(m[2]), int(m[3])), {}))
+            continue
+        m = LOG_ROW.search(line)
+        if not m or not out or (m[1], int(m[2])) != out[-1][0][:2]:
+            raise ValueError(f"not a line of a summary: {line!r}")
+        count, cycles, lo, avg, hi, fast = map(int, m.groups()[4:])
+        out[-1][1][m[4]] = Row(None if m[3] == "-" else int(m[3]), m[4],
+                               count, cycles, lo, avg, hi, fastpath=fast)
+    for _, rows in out:
+        if list(rows)[-1:] != ["TOTAL"]:
+            raise ValueError("a summary without its TOTAL line last")
     return out

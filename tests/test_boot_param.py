@@ -1,16 +1,17 @@
-"""kvm.exit_stats=0 on the kernel command line: off from boot, on at run time."""
+"""kvm.exit_stats=0 on the kernel command line: off from boot, on at run
+time; kvm.exit_stats_log=500 with it."""
 from __future__ import annotations
 
 import pytest
 
 from conftest import boot
-from exitstats import parse
+from exitstats import parse, summaries
 
 pytestmark = pytest.mark.e2e
 
 
 def test_accounting_off_from_boot_then_on() -> None:
-    run = boot("svm", "kes-boot-off", "kvm.exit_stats=0")
+    run = boot("svm", "kes-boot-off", "kvm.exit_stats=0 kvm.exit_stats_log=500")
     assert run.status == 0, run.stderr
     assert run["param"].strip() == "N"
     off = parse(run["off"])
@@ -29,3 +30,17 @@ def test_accounting_off_from_boot_then_on() -> None:
     on = parse(run["on"])
     assert on.count("cpuid") == 5
     assert on.count("io") == 1
+
+
+def test_log_summaries_from_the_command_line() -> None:
+    run = boot("svm", "kes-boot-off", "kvm.exit_stats=0 kvm.exit_stats_log=500")
+    assert run.status == 0, run.stderr
+    assert run["log-param"].strip() == "500"
+    # Accounting off at boot: the exits of the first VMs were not counted,
+    # and none was logged.
+    assert run["log-off"].strip() == "0"
+    got = summaries(run["log-on"])
+    assert [rows["TOTAL"].count for _, rows in got] == [500, 1000]
+    assert [head[1:] for head, _ in got] == [(0, 500)] * 2
+    # 2 NPFs (first touch), then the CPUIDs, then the OUTs.
+    assert got[-1][1]["cpuid"].count == 949

@@ -55,7 +55,12 @@ def v2_text(layout: str = "107 6 2", row: str = "10 CPUID 1 500 500 500 500 13:1
 
 @pytest.mark.parametrize("text,message", [
     (v2_text(), None),
-    (v2_text().replace("stats 2", "stats 3"), "format version 3"),
+    (v2_text().replace("stats 2", "stats 4"), "format version 4"),
+    (v2_text().replace("stats 2", "stats 3"), "bad column line"),
+    (v2_text().replace("stats 2", "stats 3").replace("max hist", "max fastpath hist")
+     .replace("500 13:1", "500 1 13:1"), None),
+    (v2_text().replace("stats 2", "stats 3").replace("max hist", "max fastpath hist")
+     .replace("500 13:1", "500 2 13:1"), "more fastpath exits than exits"),
     (v2_text().replace("# hist_min_shift 6\n", ""), "expected header hist_min_shift"),
     (v2_text(row="10 CPUID 1 500 500 500 500 107:1"), "beyond 106"),
     (v2_text(row="10 CPUID 2 500 250 250 250 13:1,12:1"), "out of order"),

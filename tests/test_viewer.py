@@ -279,11 +279,18 @@ def test_usage_errors(viewer: Path, args: list[str], message: str) -> None:
     assert p.stdout == ""
 
 
-def header(version: str = "1", hist: str = "") -> str:
+COLUMNS_V3 = "# reason name count cycles min avg max fastpath hist\n"
+
+
+def header(version: str = "1", hist: str = "",
+           columns: str = "# reason name count cycles min avg max hist\n") -> str:
     """The header of a file; @hist: version 2's hist_* lines (or others)."""
     return (f"# kvm_exit_stats {version}\n# vendor VMX\n# clock tsc\n"
-            "# tsc_khz 1000\n# since_reset_ns 5\n" + hist +
-            "# reason name count cycles min avg max hist\n")
+            "# tsc_khz 1000\n# since_reset_ns 5\n" + hist + columns)
+
+
+def header3() -> str:
+    return header("3", hist_lines(), COLUMNS_V3)
 
 
 def hist_lines(buckets: object = 107, min_shift: object = 6, sub_shift: object = 2) -> str:
@@ -303,10 +310,25 @@ MALFORMED = {
     "truncated-line": ((header() + ROW + TOTAL)[:-1].encode(), "truncated line"),
     "truncated-file": ((header() + ROW).encode(), "missing '- TOTAL' line"),
     "cut-in-header": (header()[:40].encode(), "line 3:"),
-    "wrong-version": ((header("3", hist_lines()) + TOTAL).encode(),
-                      "line 1: format version 3, this kvm-exitstat reads versions 1 and 2"),
+    "wrong-version": ((header("4", hist_lines()) + TOTAL).encode(),
+                      "line 1: format version 4, this kvm-exitstat reads versions 1 to 3"),
     "version-0": ((header("0") + TOTAL).encode(),
-                  "line 1: format version 0, this kvm-exitstat reads versions 1 and 2"),
+                  "line 1: format version 0, this kvm-exitstat reads versions 1 to 3"),
+    # format version 3: a fastpath field after max
+    "v3-v2-columns": ((header("3", hist_lines()) + TOTAL).encode(),
+                      "line 9: expected column line '# reason name count cycles min avg max fastpath hist'"),
+    "v2-v3-columns": ((header("2", hist_lines(), COLUMNS_V3) + TOTAL).encode(),
+                      "line 9: expected column line '# reason name count cycles min avg max hist'"),
+    "v3-no-fastpath": ((header3() + "10 CPUID 2 30 10 15 20 4:1,5:1\n").encode(),
+                       "line 10: bad number '4:1,5:1'"),
+    "v3-short-row": ((header3() + "10 CPUID 2 30 10 15 20\n").encode(),
+                     "line 10: expected 9 fields (reason name count cycles min avg max fastpath hist)"),
+    "v3-extra-field": ((header3() + "10 CPUID 2 30 10 15 20 1 4:1,5:1 x\n").encode(),
+                       "line 10: expected 9 fields"),
+    "v3-fastpath-gt-count": ((header3() + "10 CPUID 2 30 10 15 20 3 4:1,5:1\n").encode(),
+                             "line 10: more fastpath exits than exits"),
+    "v3-total-no-fastpath": ((header3() + "- TOTAL 0 0 0 0 0\n").encode(),
+                             "line 10: expected 9 fields"),
     "not-exit-stats": (b"hello world\n", "not a kvm exit_stats file"),
     "u64-overflow": ((header() + "10 CPUID 18446744073709551616 30 10 15 20 4:1,5:1\n" + TOTAL).encode(),
                      "not a 64-bit unsigned integer"),

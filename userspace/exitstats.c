@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Parser for the kvm exit_stats debugfs format, versions 1 and 2.
+ * Parser for the kvm exit_stats debugfs format, versions 1 to 3.
  *
  * The input is untrusted (a saved file may be anything): every line is
  * checked for its exact shape, numbers must fit in 64 bits and the number
@@ -16,6 +16,21 @@
 #include "exitstats.h"
 
 #define COLUMNS "reason name count cycles min avg max hist"
+#define COLUMNS_V3 "reason name count cycles min avg max fastpath hist"
+
+/* The column line of format @version. */
+static const char *columns(unsigned int version)
+{
+	return version >= 3 ? COLUMNS_V3 : COLUMNS;
+}
+
+static bool is_columns(const char *line, size_t n, unsigned int version)
+{
+	const char *want = columns(version);
+
+	return n == strlen(want) + 2 && !memcmp(line, "# ", 2) &&
+	       !memcmp(line + 2, want, n - 2);
+}
 
 struct cursor {
 	const char *p, *end;
@@ -154,19 +169,22 @@ static int parse_hist(struct cursor *c, const char *s, size_t n,
 }
 
 static int parse_row(struct cursor *c, const char *s, size_t len,
-		     unsigned int nbuckets, struct es_row *row)
+		     const struct es_layout *l, struct es_row *row)
 {
-	const char *tok[8];
-	size_t tlen[8];
-	uint64_t *nums[5] = { &row->count, &row->cycles, &row->min,
-			      &row->avg, &row->max };
+	const char *tok[9];
+	size_t tlen[9];
+	uint64_t *nums[6] = { &row->count, &row->cycles, &row->min,
+			      &row->avg, &row->max, &row->fastpath };
+	/* The numbers, and the fields without the histogram. */
+	int nnums = l->version >= 3 ? 6 : 5, nfix = 2 + nnums;
 	uint64_t reason;
 	int n, i;
 
 	memset(row, 0, sizeof(*row));
-	n = split(s, len, tok, tlen, 8);
-	if (n < 7)
-		return fail(c, "expected 8 fields (%s)", COLUMNS);
+	n = split(s, len, tok, tlen, nfix + 1);
+	if (n < nfix)
+		return fail(c, "expected %d fields (%s)", nfix + 1,
+			    columns(l->version));
 
 	if (tlen[0] == 1 && tok[0][0] == '-') {
 		row->has_reason = false;
@@ -181,19 +199,21 @@ static int parse_row(struct cursor *c, const char *s, size_t len,
 		return fail(c, "bad exit reason name");
 	memcpy(row->name, tok[1], tlen[1]);
 
-	for (i = 0; i < 5; i++)
+	for (i = 0; i < nnums; i++)
 		if (parse_u64(tok[2 + i], tlen[2 + i], nums[i]))
 			return fail(c, "bad number '%.*s' (not a 64-bit unsigned integer)",
 				    (int)tlen[2 + i], tok[2 + i]);
 
 	if (row->count && !(row->min <= row->avg && row->avg <= row->max))
 		return fail(c, "min <= avg <= max does not hold");
-	if (n == 7) {
+	if (row->fastpath > row->count)
+		return fail(c, "more fastpath exits than exits");
+	if (n == nfix) {
 		if (row->count)
 			return fail(c, "missing histogram");
 		return 0;
 	}
-	return parse_hist(c, tok[7], tlen[7], nbuckets, row);
+	return parse_hist(c, tok[nfix], tlen[nfix], l->nbuckets, row);
 }
 
 /*
@@ -308,7 +328,7 @@ static int bad_header(struct cursor *c, const char *line, size_t n,
 	size_t klen, vlen;
 	int id;
 
-	if (n == strlen("# " COLUMNS) && !memcmp(line, "# " COLUMNS, n))
+	if (is_columns(line, n, version))
 		return fail(c, "missing header '# %s' (format version %u)",
 			    header_keys[want], version);
 	if (!header_line(line, n, &key, &klen, &val, &vlen))
@@ -396,7 +416,7 @@ static int parse_header(struct cursor *c, struct es_stats *st)
 	if (parse_u64(v, vlen, &version))
 		return fail(c, "bad format version");
 	if (version < ES_VERSION_MIN || version > ES_VERSION_MAX)
-		return fail(c, "format version %llu, this kvm-exitstat reads versions 1 and 2",
+		return fail(c, "format version %llu, this kvm-exitstat reads versions 1 to 3",
 			    (unsigned long long)version);
 	st->layout.version = (unsigned int)version;
 	nkeys = version == 1 ? H_V1_KEYS : H_NKEYS;
@@ -418,8 +438,11 @@ static int parse_header(struct cursor *c, struct es_stats *st)
 	line = next_line(c, &n);
 	if (!line)
 		return c->err[0] ? -1 : fail(c, "missing column line");
-	if (n == strlen("# " COLUMNS) && !memcmp(line, "# " COLUMNS, n))
+	if (is_columns(line, n, st->layout.version))
 		return 0;
+	if (n >= 9 && !memcmp(line, "# reason ", 9))
+		return fail(c, "expected column line '# %s' (format version %u)",
+			    columns(st->layout.version), st->layout.version);
 	if (header_line(line, n, &key, &klen, &v, &vlen)) {
 		i = header_id(key, klen);
 		if (i >= nkeys)
@@ -428,9 +451,9 @@ static int parse_header(struct cursor *c, struct es_stats *st)
 		if (i >= 0)
 			return fail(c, "header '# %s' repeated", header_keys[i]);
 		return fail(c, "unknown header '# %.*s' (expected the column line '# %s')",
-			    (int)klen, key, COLUMNS);
+			    (int)klen, key, columns(st->layout.version));
 	}
-	return fail(c, "expected column line '# %s'", COLUMNS);
+	return fail(c, "expected column line '# %s'", columns(st->layout.version));
 }
 
 int es_parse(const char *buf, size_t len, struct es_stats *st, char *err,
@@ -456,7 +479,7 @@ int es_parse(const char *buf, size_t len, struct es_stats *st, char *err,
 
 		if (have_total)
 			goto bad;
-		if (parse_row(&c, line, n, st->layout.nbuckets, &row))
+		if (parse_row(&c, line, n, &st->layout, &row))
 			goto bad;
 		if (!row.has_reason && !strcmp(row.name, "TOTAL")) {
 			st->total = row;
@@ -527,6 +550,7 @@ static void row_add(struct es_row *dst, const struct es_row *src)
 			dst->max = src->max;
 	}
 	dst->count += src->count;
+	dst->fastpath += src->fastpath;
 	dst->cycles += src->cycles;
 	for (b = 0; b < ES_HIST_MAX; b++)
 		dst->hist[b] += src->hist[b];

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Parser for the kvm exit_stats debugfs format, versions 1 and 2
+ * Parser for the kvm exit_stats debugfs format, versions 1 to 3
  * (Documentation/virt/kvm/x86/exit-stats.rst).
  */
 #ifndef KVM_EXITSTAT_EXITSTATS_H
@@ -12,7 +12,7 @@
 
 /* The format versions this parser reads. */
 #define ES_VERSION_MIN	1
-#define ES_VERSION_MAX	2
+#define ES_VERSION_MAX	3
 /*
  * Histogram buckets.  In both versions bucket 0 counts the exits whose
  * cycles could not be measured (the TSC did not advance or went backwards;
@@ -29,6 +29,7 @@
  *	[2^(M + (N-3) / 2^S), infinity).
  *
  * es_bucket_bounds() gives the bounds of a bucket for either version.
+ * Version 3 is version 2 plus a fastpath field in every row.
  */
 #define ES_V1_BUCKETS	32
 #define ES_HIST_MAX	256	/* the most buckets a file may have */
@@ -38,7 +39,7 @@
 #define ES_INF		UINT64_MAX
 
 struct es_layout {
-	unsigned int version;	/* 1 or 2; 0: none yet (see es_merge()) */
+	unsigned int version;	/* 1 to 3; 0: none yet (see es_merge()) */
 	unsigned int nbuckets;	/* N: 32 in version 1 */
 	unsigned int min_shift;	/* M (version 2) */
 	unsigned int sub_shift;	/* S (version 2) */
@@ -49,6 +50,7 @@ struct es_row {
 	uint32_t reason;
 	char name[ES_NAME_MAX];
 	uint64_t count, cycles, min, avg, max;
+	uint64_t fastpath;	/* exits handled in KVM's fastpath (version 3) */
 	uint64_t hist[ES_HIST_MAX];	/* layout.nbuckets of them are used */
 };
 

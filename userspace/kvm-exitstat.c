@@ -40,9 +40,9 @@
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
 enum {
-	COL_REASON, COL_NR, COL_COUNT, COL_COUNT_PCT, COL_RATE, COL_TOTAL,
-	COL_TIME_PCT, COL_MIN, COL_AVG, COL_MAX, COL_P50, COL_P90, COL_P99,
-	NCOLS
+	COL_REASON, COL_NR, COL_COUNT, COL_COUNT_PCT, COL_FASTPATH, COL_RATE,
+	COL_TOTAL, COL_TIME_PCT, COL_MIN, COL_AVG, COL_MAX, COL_P50, COL_P90,
+	COL_P99, NCOLS
 };
 
 enum kind { K_TEXT, K_COUNT, K_PCT, K_RATE, K_TIME };
@@ -60,6 +60,7 @@ static const struct colinfo cols[NCOLS] = {
 	[COL_NR]	= { "NR", 4, SCOLS_FL_RIGHT, K_TEXT, "exit reason number (VMX basic reason, SVM exit code)" },
 	[COL_COUNT]	= { "COUNT", 6, SCOLS_FL_RIGHT, K_COUNT, "number of exits" },
 	[COL_COUNT_PCT]	= { "COUNT%", 6, SCOLS_FL_RIGHT, K_PCT, "share of all exits" },
+	[COL_FASTPATH]	= { "FASTPATH", 6, SCOLS_FL_RIGHT, K_COUNT, "exits handled in KVM's fastpath (format version 3)" },
 	[COL_RATE]	= { "RATE", 6, SCOLS_FL_RIGHT, K_RATE, "exits per second (--interval)" },
 	[COL_TOTAL]	= { "TOTAL", 8, SCOLS_FL_RIGHT, K_TIME, "time spent handling these exits" },
 	[COL_TIME_PCT]	= { "TIME%", 6, SCOLS_FL_RIGHT, K_PCT, "share of all handling time" },
@@ -71,14 +72,15 @@ static const struct colinfo cols[NCOLS] = {
 	[COL_P99]	= { "P99", 6, SCOLS_FL_RIGHT, K_TIME, "99th percentile, estimated like P50" },
 };
 
+/* FASTPATH is left out for files without it, unless asked for. */
 static const int default_cols[] = {
-	COL_REASON, COL_COUNT, COL_COUNT_PCT, COL_TOTAL, COL_TIME_PCT,
+	COL_REASON, COL_COUNT, COL_COUNT_PCT, COL_FASTPATH, COL_TOTAL, COL_TIME_PCT,
 	COL_MIN, COL_AVG, COL_MAX, COL_P50, COL_P99,
 };
 
 static const int live_cols[] = {
-	COL_REASON, COL_COUNT, COL_RATE, COL_TOTAL, COL_TIME_PCT, COL_AVG,
-	COL_P50, COL_P99,
+	COL_REASON, COL_COUNT, COL_RATE, COL_FASTPATH, COL_TOTAL, COL_TIME_PCT,
+	COL_AVG, COL_P50, COL_P99,
 };
 
 enum sortkey { S_COUNT, S_TOTAL, S_AVG, S_MIN, S_MAX, S_P99, S_NAME, S_REASON };
@@ -101,6 +103,7 @@ struct opts {
 	long vcpu;
 	int cols[NCOLS * 2];
 	size_t ncols;
+	bool fastpath_asked;	/* FASTPATH named in --output */
 	enum sortkey sort;
 	bool reverse, sort_set;
 	bool skip_zero, noheadings, raw, reset;
@@ -167,7 +170,7 @@ static void usage(FILE *out)
 		fprintf(out, " %8s  %s\n", cols[i].name, cols[i].help);
 	fprintf(out, "\nP50, P90 and P99 are estimates: interpolated linearly within the histogram\n"
 		"bucket that holds them, clamped to [MIN, MAX].  Buckets: one per power of\n"
-		"two in format version 1, four per power of two in version 2.\n");
+		"two in format version 1, four per power of two in versions 2 and 3.\n");
 	fprintf(out, "\nSort keys:");
 	for (i = 0; i < sizeof(sortkeys) / sizeof(sortkeys[0]); i++)
 		fprintf(out, " %s", sortkeys[i]);
@@ -218,6 +221,7 @@ static void parse_columns(struct opts *o, const char *list)
 		if (o->ncols == sizeof(o->cols) / sizeof(o->cols[0]))
 			die(EXIT_USAGE, "too many columns");
 		o->cols[o->ncols++] = id;
+		o->fastpath_asked |= id == COL_FASTPATH;
 		p += len;
 		if (*p == ',' && !*++p)
 			die(EXIT_USAGE, "trailing ',' in column list");
@@ -524,6 +528,11 @@ static bool cell(const struct view *v, const struct es_row *r, int col,
 	case COL_COUNT_PCT:
 		snprintf(buf, len, "%.2f", pct(r->count, t->count));
 		return true;
+	case COL_FASTPATH:
+		if (v->st->layout.version < 3)
+			return false;	/* not known */
+		snprintf(buf, len, "%llu", (unsigned long long)r->fastpath);
+		return true;
 	case COL_TIME_PCT:
 		snprintf(buf, len, "%.2f", pct(r->cycles, t->cycles));
 		return true;
@@ -599,12 +608,29 @@ static size_t select_rows(const struct opts *o, struct es_stats *st)
 
 /* ----- output ----- */
 
+/*
+ * The columns to print into @out, their number returned: --output's, but
+ * not the default FASTPATH column of a file that has no fastpath field.
+ */
+static size_t shown_cols(const struct view *v, int *out)
+{
+	const struct opts *o = v->o;
+	size_t c, n = 0;
+
+	for (c = 0; c < o->ncols; c++)
+		if (o->cols[c] != COL_FASTPATH || o->fastpath_asked ||
+		    v->st->layout.version >= 3)
+			out[n++] = o->cols[c];
+	return n;
+}
+
 static void print_scols(const struct view *v, size_t nrows)
 {
 	const struct opts *o = v->o;
 	struct libscols_table *tb = scols_new_table();
+	int sc[NCOLS * 2];
+	size_t i, c, nc = shown_cols(v, sc);
 	char buf[64];
-	size_t i, c;
 
 	if (!tb)
 		die(EXIT_RUNTIME, "out of memory");
@@ -613,8 +639,8 @@ static void print_scols(const struct view *v, size_t nrows)
 		scols_table_enable_json(tb, 1);
 		scols_table_set_name(tb, "exit_stats");
 	}
-	for (c = 0; c < o->ncols; c++) {
-		const struct colinfo *ci = &cols[o->cols[c]];
+	for (c = 0; c < nc; c++) {
+		const struct colinfo *ci = &cols[sc[c]];
 		struct libscols_column *cl;
 
 		cl = scols_table_new_column(tb, ci->name, ci->whint, ci->flags);
@@ -622,7 +648,7 @@ static void print_scols(const struct view *v, size_t nrows)
 			die(EXIT_RUNTIME, "out of memory");
 		if (o->format == F_JSON)
 			scols_column_set_json_type(cl, ci->kind == K_TEXT &&
-						   o->cols[c] != COL_NR ?
+						   sc[c] != COL_NR ?
 						   SCOLS_JSON_STRING : SCOLS_JSON_NUMBER);
 	}
 	for (i = 0; i <= nrows; i++) {
@@ -631,8 +657,8 @@ static void print_scols(const struct view *v, size_t nrows)
 
 		if (!ln)
 			die(EXIT_RUNTIME, "out of memory");
-		for (c = 0; c < o->ncols; c++)
-			if (cell(v, r, o->cols[c], buf, sizeof(buf)) &&
+		for (c = 0; c < nc; c++)
+			if (cell(v, r, sc[c], buf, sizeof(buf)) &&
 			    scols_line_set_data(ln, c, buf))
 				die(EXIT_RUNTIME, "out of memory");
 	}
@@ -657,22 +683,22 @@ static void csv_field(const char *s)
 
 static void print_csv(const struct view *v, size_t nrows)
 {
-	const struct opts *o = v->o;
+	int sc[NCOLS * 2];
+	size_t i, c, nc = shown_cols(v, sc);
 	char buf[64];
-	size_t i, c;
 
-	if (!o->noheadings) {
-		for (c = 0; c < o->ncols; c++)
-			printf("%s%s", c ? "," : "", cols[o->cols[c]].name);
+	if (!v->o->noheadings) {
+		for (c = 0; c < nc; c++)
+			printf("%s%s", c ? "," : "", cols[sc[c]].name);
 		putchar('\n');
 	}
 	for (i = 0; i <= nrows; i++) {
 		const struct es_row *r = i < nrows ? &v->st->rows[i] : &v->st->total;
 
-		for (c = 0; c < o->ncols; c++) {
+		for (c = 0; c < nc; c++) {
 			if (c)
 				putchar(',');
-			if (cell(v, r, o->cols[c], buf, sizeof(buf)))
+			if (cell(v, r, sc[c], buf, sizeof(buf)))
 				csv_field(buf);
 		}
 		putchar('\n');
@@ -712,6 +738,14 @@ static void print_prometheus(const struct view *v, size_t nrows)
 	for (i = 0; i < nrows; i++) {
 		prom_series("kvm_exits_total", st, &st->rows[i], NULL);
 		printf("%llu\n", (unsigned long long)st->rows[i].count);
+	}
+	if (st->layout.version >= 3) {
+		printf("# HELP kvm_exits_fastpath_total VM-Exits that KVM handled in its fastpath, by exit reason.\n"
+		       "# TYPE kvm_exits_fastpath_total counter\n");
+		for (i = 0; i < nrows; i++) {
+			prom_series("kvm_exits_fastpath_total", st, &st->rows[i], NULL);
+			printf("%llu\n", (unsigned long long)st->rows[i].fastpath);
+		}
 	}
 	printf("# HELP kvm_exit_handling_seconds Time KVM took to handle a VM-Exit, measured exits only.\n"
 	       "# TYPE kvm_exit_handling_seconds histogram\n");
@@ -801,6 +835,7 @@ static bool stats_delta(const struct es_stats *prev, const struct es_stats *cur,
 			return false;
 		}
 		d->count -= p->count;
+		d->fastpath -= p->fastpath <= d->fastpath ? p->fastpath : d->fastpath;
 		d->cycles -= p->cycles;
 		for (b = 0; b < cur->layout.nbuckets; b++)
 			d->hist[b] -= p->hist[b] <= d->hist[b] ? p->hist[b] : d->hist[b];

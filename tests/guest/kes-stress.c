@@ -49,6 +49,7 @@
 
 #define DEBUGFS		"/sys/kernel/debug/kvm"
 #define PARAM		"/sys/module/kvm/parameters/exit_stats"
+#define LOG_PARAM	"/sys/module/kvm/parameters/exit_stats_log"
 #define MEM_SIZE	0x10000
 #define CODE_GPA	0x1000
 #define PARAM_GPA	0x500
@@ -406,7 +407,7 @@ static void *churn_thread(void *arg)
 
 struct row {
 	char reason[16], name[48];
-	uint64_t count, cycles, min, avg, max;
+	uint64_t count, cycles, min, avg, max, fastpath;
 	uint64_t hist[MAX_BUCKETS];
 };
 
@@ -437,15 +438,17 @@ static ssize_t slurp(const char *path, char *buf, size_t size)
 }
 
 static const char *const header[] = {
-	"# kvm_exit_stats 2", "# vendor ", "# clock tsc", "# tsc_khz ",
+	"# kvm_exit_stats 3", "# vendor ", "# clock tsc", "# tsc_khz ",
 	"# since_reset_ns ", "# hist_buckets ", "# hist_min_shift ",
-	"# hist_sub_shift ", "# reason name count cycles min avg max hist",
+	"# hist_sub_shift ",
+	"# reason name count cycles min avg max fastpath hist",
 };
 
 /*
  * Parse one exit_stats file and check it: the header, then rows whose
  * histogram adds up to their count, min <= avg <= max with avg the
- * cycles over the measured exits, and a TOTAL that is the sum of the rows.
+ * cycles over the measured exits, no more fastpath exits than exits, and a
+ * TOTAL that is the sum of the rows.
  * Returns an error message or NULL.
  */
 static const char *check_stats(char *text, struct stats *s)
@@ -474,9 +477,10 @@ static const char *check_stats(char *text, struct stats *s)
 			return "too many rows";
 		memset(r, 0, sizeof(*r));
 		f = sscanf(line, "%15s %47s %" SCNu64 " %" SCNu64 " %" SCNu64
-			   " %" SCNu64 " %" SCNu64 " %4095s", r->reason, r->name,
-			   &r->count, &r->cycles, &r->min, &r->avg, &r->max, hist);
-		if (f < 7) {
+			   " %" SCNu64 " %" SCNu64 " %" SCNu64 " %4095s",
+			   r->reason, r->name, &r->count, &r->cycles, &r->min,
+			   &r->avg, &r->max, &r->fastpath, hist);
+		if (f < 8) {
 			snprintf(msg, sizeof(msg), "bad row '%.100s'", line);
 			return msg;
 		}
@@ -496,8 +500,15 @@ static const char *check_stats(char *text, struct stats *s)
 				return "bad histogram";
 		}
 		s->nrows++;
-		if (!strcmp(r->name, "TOTAL") && !r->count && f == 7)
-			continue;	/* "- TOTAL 0 0 0 0 0" */
+		if (!strcmp(r->name, "TOTAL") && !r->count && !r->fastpath &&
+		    f == 8)
+			continue;	/* "- TOTAL 0 0 0 0 0 0" */
+		if (r->fastpath > r->count) {
+			snprintf(msg, sizeof(msg), "%s: fastpath %" PRIu64
+				 " of %" PRIu64 " exits", r->name, r->fastpath,
+				 r->count);
+			return msg;
+		}
 		if (!r->count || sum != r->count) {
 			snprintf(msg, sizeof(msg), "%s: count %" PRIu64
 				 " but histogram %" PRIu64, r->name, r->count, sum);
@@ -529,6 +540,7 @@ static const char *check_stats(char *text, struct stats *s)
 				    !strcmp(s->rows[j].name, r->name))
 					return "a reason shown twice";
 			sum.count += r->count;
+			sum.fastpath += r->fastpath;
 			sum.cycles += r->cycles;
 			if (r->count > r->hist[0]) {
 				sum.min = sum.min < r->min ? sum.min : r->min;
@@ -538,6 +550,7 @@ static const char *check_stats(char *text, struct stats *s)
 				sum.hist[b] += r->hist[b];
 		}
 		if (t->count != sum.count || t->cycles != sum.cycles ||
+		    t->fastpath != sum.fastpath ||
 		    memcmp(t->hist, sum.hist, sizeof(sum.hist))) {
 			snprintf(msg, sizeof(msg), "TOTAL %" PRIu64 "/%" PRIu64
 				 " but rows add up to %" PRIu64 "/%" PRIu64,
@@ -737,10 +750,13 @@ static void *resetter_thread(void *arg)
 	return NULL;
 }
 
-/* Switch accounting off and on again every 0-2 --toggle-ms. */
+/*
+ * Switch accounting off and on again every 0-2 --toggle-ms; every other
+ * time, switch the kernel-log summaries on (every 3 exits) or off.
+ */
 static void *toggler_thread(void *arg)
 {
-	unsigned int seed = (uintptr_t)arg + 11;
+	unsigned int seed = (uintptr_t)arg + 11, n = 0;
 
 	while (!atomic_load(&stop)) {
 		int cpu, r;
@@ -754,6 +770,8 @@ static void *toggler_thread(void *arg)
 		usleep(rnd(&seed, 1000 * opt_toggle_ms));
 		if (!r)
 			r = write_file(PARAM, "Y");
+		if (!r && n++ % 2)
+			r = write_file(LOG_PARAM, n % 4 == 2 ? "3" : "0");
 		change_end();
 		if (r) {
 			violation("%s: %s", PARAM, strerror(-r));
@@ -822,7 +840,8 @@ static void final_check(void)
 
 	if (!buf || !s || !host)
 		err(1, "malloc");
-	if (write_file(PARAM, "Y") || write_file(DEBUGFS "/exit_stats_reset", "0"))
+	if (write_file(PARAM, "Y") || (!opt_baseline && write_file(LOG_PARAM, "0")) ||
+	    write_file(DEBUGFS "/exit_stats_reset", "0"))
 		violation("cannot switch on and reset for the final check");
 	if (vm_create(&vm))
 		err(1, "KVM_CREATE_VM");
