@@ -30,7 +30,10 @@ SAMPLES = {"svm": DATA / "exit_stats-svm.txt", "vmx": DATA / "exit_stats-vmx.txt
            "v2-svm": DATA / "exit_stats-v2-svm.txt",
            "v2-vmx": DATA / "exit_stats-v2-vmx.txt",
            # Real output of `make demo VENDOR=vmx` with series v3.
-           "v2-vmx-demo": DATA / "exit_stats-v2-vmx-demo.txt"}
+           "v2-vmx-demo": DATA / "exit_stats-v2-vmx-demo.txt",
+           # Format version 3 (series v5): the nested guest of the SVM
+           # end-to-end run, L2 rows included.
+           "v3-svm-nested": DATA / "exit_stats-v3-svm-nested.txt"}
 BINARIES = {"plain": ROOT / "userspace" / "kvm-exitstat",
             "asan": BUILD / "kvm-exitstat-asan"}
 
@@ -1059,3 +1062,36 @@ def test_pid_merge_refuses_different_layouts(fakesys: FakeSys) -> None:
         f"kvm-exitstat: {KVM}/77-10/exit_stats: histogram layout differs: format "
         f"{v1}, not {v2} ({KVM}/77-11/exit_stats)\n"), p.stderr
     assert p.stdout == ""
+
+
+@pytest.mark.parametrize("mode", ["split", "l1", "l2", "all"])
+def test_guest_mode_golden(viewer: Path, mode: str) -> None:
+    """--guest-mode on the nested guest's real file: L2's rows apart, alone,
+    left out, or added to L1's rows of the same reason."""
+    p = run(viewer, "-f", str(SAMPLES["v3-svm-nested"]), "--raw",
+            "--guest-mode", mode, "-o", "REASON,NR,COUNT,TOTAL,MIN,MAX,P50")
+    assert p.returncode == 0, p.stderr
+    golden = GOLDEN / f"v3-svm-nested-mode-{mode}.out"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(p.stdout)
+    assert p.stdout == golden.read_text()
+
+
+def test_guest_mode_sums() -> None:
+    """all = l1 + l2, row by row and in TOTAL; split has both sets."""
+    def rows(mode: str) -> dict[str, int]:
+        p = run(BINARIES["plain"], "-f", str(SAMPLES["v3-svm-nested"]), "-n",
+                "--guest-mode", mode, "-o", "REASON,COUNT")
+        return {n: int(c) for n, c in (ln.split() for ln in p.stdout.splitlines())}
+    l1, l2, every = rows("l1"), rows("l2"), rows("all")
+    assert l2 == {"L2:cpuid": 100, "L2:npf": 7, "L2:hypercall": 1, "TOTAL": 108}
+    assert every["TOTAL"] == l1["TOTAL"] + l2["TOTAL"] == 436
+    assert every["cpuid"] == 100 and every["npf"] == l1["npf"] + l2["L2:npf"]
+    assert every["hypercall"] == 1 and "hypercall" not in l1
+    assert set(rows("split")) == set(l1) | set(l2)
+
+
+def test_guest_mode_rejects_unknown(viewer: Path) -> None:
+    p = run(viewer, "-f", str(SAMPLES["v3-svm-nested"]), "--guest-mode", "l3")
+    assert p.returncode == 2
+    assert "unknown guest mode 'l3' (split, l1, l2 or all)" in p.stderr

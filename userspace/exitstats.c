@@ -650,3 +650,50 @@ uint64_t es_quantile(const struct es_layout *l, const struct es_row *row,
 		return row->max;
 	return (uint64_t)(est + 0.5);
 }
+
+/* The L1 row of @st for the reason of L2 row @l2, or NULL. */
+static struct es_row *l1_row(const struct es_stats *st, const struct es_row *l2)
+{
+	const char *name = l2->name + sizeof(ES_L2_PREFIX) - 1;
+	size_t i;
+
+	for (i = 0; i < st->nrows; i++)
+		if (!es_is_l2(&st->rows[i]) && st->rows[i].name[0] &&
+		    st->rows[i].has_reason == l2->has_reason &&
+		    st->rows[i].reason == l2->reason &&
+		    !strcmp(st->rows[i].name, name))
+			return &st->rows[i];
+	return NULL;
+}
+
+void es_guest_mode(struct es_stats *st, enum es_mode mode)
+{
+	const size_t plen = sizeof(ES_L2_PREFIX) - 1;
+	struct es_row *r, *base;
+	size_t i, n = 0;
+
+	if (mode == ES_MODE_SPLIT)
+		return;
+	/* ALL: add each L2 row to its L1 row (and drop it), or rename it. */
+	for (i = 0; mode == ES_MODE_ALL && i < st->nrows; i++) {
+		r = &st->rows[i];
+		if (!es_is_l2(r))
+			continue;
+		base = l1_row(st, r);
+		if (base) {
+			row_add(base, r);
+			r->name[0] = '\0';
+		} else {
+			memmove(r->name, r->name + plen, strlen(r->name) - plen + 1);
+		}
+	}
+	for (i = 0; i < st->nrows; i++) {
+		r = &st->rows[i];
+		if (!r->name[0] || (mode == ES_MODE_L1 && es_is_l2(r)) ||
+		    (mode == ES_MODE_L2 && !es_is_l2(r)))
+			continue;
+		st->rows[n++] = *r;
+	}
+	st->nrows = n;
+	es_finish(st);
+}

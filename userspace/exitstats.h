@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* The format versions this parser reads. */
 #define ES_VERSION_MIN	1
@@ -114,6 +115,29 @@ int es_merge(struct es_stats *dst, const struct es_stats *src,
 
 /* Recompute avg (cycles / measured exits) and TOTAL from the rows. */
 void es_finish(struct es_stats *st);
+
+/*
+ * Exits taken while a vCPU ran a nested guest have rows of their own, named
+ * ES_L2_PREFIX and the reason's name (format version 3).
+ */
+#define ES_L2_PREFIX	"L2:"
+
+enum es_mode {
+	ES_MODE_SPLIT,	/* the rows as the file has them */
+	ES_MODE_L1,	/* only exits of L1 */
+	ES_MODE_L2,	/* only exits of L2 */
+	ES_MODE_ALL,	/* each L2 row added to its reason's L1 row */
+};
+
+/* An L2 row: ES_L2_PREFIX and a name. */
+static inline bool es_is_l2(const struct es_row *row)
+{
+	return !strncmp(row->name, ES_L2_PREFIX, sizeof(ES_L2_PREFIX) - 1) &&
+	       row->name[sizeof(ES_L2_PREFIX) - 1];
+}
+
+/* Apply @mode to @st's rows; TOTAL is recomputed unless ES_MODE_SPLIT. */
+void es_guest_mode(struct es_stats *st, enum es_mode mode);
 
 /*
  * Estimate of quantile @q (0..1) of the measured exits of @row, in cycles,

@@ -112,6 +112,7 @@ struct opts {
 	enum unit unit;
 	double interval;
 	long count;
+	enum es_mode mode;
 };
 
 static const char *prog = "kvm-exitstat";
@@ -150,6 +151,8 @@ static void usage(FILE *out)
 		" -r, --reverse          reverse the sort order\n"
 		" -t, --top N            show the first N rows only\n"
 		" -z, --skip-zero        hide reasons without exits\n"
+		"     --guest-mode MODE  exits of nested guests: split (rows L2:NAME, the\n"
+		"                        default), l1, l2, or all (added to L1's rows)\n"
 		" -n, --noheadings       don't print headings\n"
 		" -u, --unit UNIT        time unit: cycles, ns, us or ms (default: tables\n"
 		"                        pick one per value, machine formats use ns)\n"
@@ -226,6 +229,20 @@ static void parse_columns(struct opts *o, const char *list)
 		if (*p == ',' && !*++p)
 			die(EXIT_USAGE, "trailing ',' in column list");
 	}
+}
+
+static enum es_mode parse_mode(const char *arg)
+{
+	static const char *const modes[] = {
+		[ES_MODE_SPLIT] = "split", [ES_MODE_L1] = "l1",
+		[ES_MODE_L2] = "l2", [ES_MODE_ALL] = "all",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (!strcmp(arg, modes[i]))
+			return i;
+	die(EXIT_USAGE, "unknown guest mode '%s' (split, l1, l2 or all)", arg);
 }
 
 static void parse_sort(struct opts *o, const char *key)
@@ -437,6 +454,7 @@ static void read_scope(const struct opts *o, struct es_stats *st)
 	}
 	if (n > 1)
 		es_finish(st);
+	es_guest_mode(st, o->mode);
 	for (i = 0; i < n; i++)
 		free(paths[i]);
 	free(paths);
@@ -966,7 +984,8 @@ static void close_stdout(void)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_VM = 256, OPT_VCPU, OPT_RAW, OPT_CSV, OPT_PROM, OPT_RESET };
+	enum { OPT_VM = 256, OPT_VCPU, OPT_RAW, OPT_CSV, OPT_PROM, OPT_RESET,
+	       OPT_MODE };
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },
 		{ "vm", required_argument, NULL, OPT_VM },
@@ -986,6 +1005,7 @@ int main(int argc, char **argv)
 		{ "interval", required_argument, NULL, 'i' },
 		{ "count", required_argument, NULL, 'c' },
 		{ "reset", no_argument, NULL, OPT_RESET },
+		{ "guest-mode", required_argument, NULL, OPT_MODE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -1040,6 +1060,7 @@ int main(int argc, char **argv)
 		}
 		case 'c': o.count = parse_long(optarg, "count", 1, LONG_MAX); break;
 		case OPT_RESET: o.reset = true; break;
+		case OPT_MODE: o.mode = parse_mode(optarg); break;
 		case 'h': usage(stdout); break;
 		case 'V': printf("%s %s\n", prog, VERSION); return EXIT_OK;
 		default:

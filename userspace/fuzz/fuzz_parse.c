@@ -14,6 +14,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
 	struct es_stats st, sum;
 	char err[256];
+	enum es_mode mode;
 	unsigned int b;
 	size_t i;
 
@@ -32,6 +33,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		}
 		assert(total == r->count);
 		assert(!r->count || (r->min <= r->avg && r->avg <= r->max));
+		assert(r->fastpath <= r->count);
 		p50 = es_quantile(&st.layout, r, 0.5);
 		p99 = es_quantile(&st.layout, r, 0.99);
 		if (es_measured(r))
@@ -53,6 +55,25 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	assert(es_layout_equal(&sum.layout, &st.layout));
 	es_finish(&sum);
 	es_free(&sum);
+	/* Every guest mode keeps TOTAL the sum of its rows; all keeps it all. */
+	for (mode = ES_MODE_L1; mode <= ES_MODE_ALL; mode++) {
+		uint64_t before, total = 0;
+
+		memset(&sum, 0, sizeof(sum));
+		assert(!es_merge(&sum, &st, err, sizeof(err)));
+		es_finish(&sum);
+		before = sum.total.count;
+		es_guest_mode(&sum, mode);
+		for (i = 0; i < sum.nrows; i++) {
+			assert(mode == ES_MODE_ALL || mode == ES_MODE_SPLIT ||
+			       es_is_l2(&sum.rows[i]) == (mode == ES_MODE_L2));
+			total += sum.rows[i].count;
+		}
+		assert(sum.total.count == total);
+		if (mode == ES_MODE_ALL)
+			assert(total == before);
+		es_free(&sum);
+	}
 	es_free(&st);
 	return 0;
 }
