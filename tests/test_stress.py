@@ -165,16 +165,18 @@ def test_kcsan_storm(kcsan: Path) -> None:
           f"{storm.values['reads']} reads")
 
 
-DEMO = ROOT / "tests" / "data" / "exit_stats-v2-vmx-demo.txt"
+# A real file of format version 3: the nested guest of the SVM e2e run.
+DEMO = ROOT / "tests" / "data" / "exit_stats-v3-svm-nested.txt"
 # One broken rule each: what every read of the storm is checked for.
 BROKEN = {
-    "version": ("# kvm_exit_stats 2", "# kvm_exit_stats 3", "bad header"),
-    "count": ("10 CPUID 10000 ", "10 CPUID 10001 ", "count 10001 but histogram"),
-    "avg": (" 477 507 5377 ", " 477 508 5377 ", "CPUID: cycles"),
-    "min": (" 477 507 5377 ", " 600 507 5377 ", "CPUID: cycles"),
-    "bucket": ("13:9523,", "99:9523,", "bad histogram"),
+    "version": ("# kvm_exit_stats 3", "# kvm_exit_stats 4", "bad header"),
+    "count": ("114 L2:cpuid 100 ", "114 L2:cpuid 101 ", "count 101 but histogram"),
+    "avg": (" 3242 3245 3246 ", " 3242 3244 3246 ", "L2:cpuid: cycles"),
+    "min": (" 3242 3245 3246 ", " 3300 3245 3246 ", "L2:cpuid: cycles"),
+    "bucket": ("3246 0 24:100", "3246 0 99:100", "bad histogram"),
+    "fastpath": ("3246 0 24:100", "3246 101 24:100", "L2:cpuid: fastpath 101 of 100"),
     "total": ("- TOTAL ", "- TOTAL_ ", "no TOTAL row last"),
-    "twice": ("12 HLT 100", "10 CPUID 100", "a reason shown twice"),
+    "twice": ("129 L2:hypercall 1", "114 L2:cpuid 1", "a reason shown twice"),
 }
 
 
@@ -200,10 +202,11 @@ def test_total_must_add_up(tmp_path: Path) -> None:
     """A TOTAL that is not the sum of the rows, as a lost update would
     leave it."""
     lines = DEMO.read_text().splitlines(keepends=True)
-    f = lines[-1].split()
-    f[2], f[3] = str(int(f[2]) - 1), str(int(f[3]) - 507)
-    first, count = f[7].split(",")[0].split(":")
-    f[7] = f[7].replace(f"{first}:{count}", f"{first}:{int(count) - 1}", 1)
+    f = lines[-1].split()   # - TOTAL count cycles min avg max fastpath hist
+    f[2], f[3] = str(int(f[2]) - 1), str(int(f[3]) - 3245)
+    pairs = [p.split(":") for p in f[8].split(",")]
+    b, n = next(p for p in pairs if int(p[1]) > 1)
+    f[8] = f[8].replace(f"{b}:{n}", f"{b}:{int(n) - 1}", 1)
     f[5] = str(int(f[3]) // int(f[2]))
     bad = tmp_path / "bad.txt"
     bad.write_text("".join(lines[:-1]) + " ".join(f) + "\n")
