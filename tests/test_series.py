@@ -15,7 +15,7 @@ PATCHDIR = ROOT / "kernel-patch"
 PATCHES = sorted(PATCHDIR.glob("0*.patch"))
 PREFIXES = ("KVM: x86: ", "KVM: VMX: ", "KVM: SVM: ", "KVM: selftests: ",
             "KVM: ")
-N = 8
+N = 12
 
 
 def subject(patch: Path) -> str:
@@ -28,13 +28,14 @@ def subject(patch: Path) -> str:
 def test_series_is_complete() -> None:
     assert len(PATCHES) == N
     cover = (PATCHDIR / "0000-cover-letter.txt").read_text()
-    assert f"Subject: [PATCH 0/{N}] KVM: x86: " in cover
+    w = len(str(N))     # git format-patch pads: [PATCH 01/12]
+    assert f"Subject: [PATCH {0:0{w}d}/{N}] KVM: x86: " in cover
     assert "Changes since v1:" in cover
     assert "*** SUBJECT HERE ***" not in cover
     assert "*** BLURB HERE ***" not in cover
     assert "base-commit: " in cover
     for i, p in enumerate(PATCHES, 1):
-        assert f"[PATCH {i}/{N}]" in p.read_text(), p.name
+        assert f"[PATCH {i:0{w}d}/{N}]" in p.read_text(), p.name
 
 
 def test_no_maintainers_entry() -> None:
