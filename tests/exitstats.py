@@ -213,3 +213,50 @@ def summaries(text: str) -> list[tuple[tuple[str, int, int], dict[str, Row]]]:
         if list(rows)[-1:] != ["TOTAL"]:
             raise ValueError("a summary without its TOTAL line last")
     return out
+
+
+DETAIL_HEADER_KEYS = ["kvm_exit_stats_detail", "vendor", "clock", "tsc_khz",
+                      "since_reset_ns", "max_keys"]
+DETAIL_COLUMNS = "reason name key count cycles avg"
+DETAIL_ROW = re.compile(r"^(-|\d+) (\S+) (\S+) (\d+) (\d+) (\d+)$")
+
+
+@dataclass(frozen=True)
+class Detail:
+    header: dict[str, str]
+    keys: dict[str, dict[str, tuple[int, int]]]   # name -> key -> (count, cycles)
+
+    def count(self, name: str, key: str) -> int:
+        return self.keys.get(name, {}).get(key, (0, 0))[0]
+
+
+def parse_detail(text: str) -> Detail:
+    """An exit_stats_detail file (version 1): its header, and each reason's
+    sub-reasons with their count and cycles; checks order and averages."""
+    lines = text.strip("\n").split("\n")
+    header: dict[str, str] = {}
+    for i, key in enumerate(DETAIL_HEADER_KEYS):
+        k, _, value = lines[i].removeprefix("# ").partition(" ") if i < len(lines) else ("", "", "")
+        if not lines[i].startswith("# ") or k != key:
+            raise ValueError(f"line {i + 1}: expected header {key}")
+        header[k] = value
+    if header["kvm_exit_stats_detail"] != "1":
+        raise ValueError(f"detail format version {header['kvm_exit_stats_detail']}, not 1")
+    n = len(DETAIL_HEADER_KEYS)
+    if len(lines) <= n or lines[n] != "# " + DETAIL_COLUMNS:
+        raise ValueError("bad column line")
+    keys: dict[str, dict[str, tuple[int, int]]] = {}
+    for i, line in enumerate(lines[n + 1:], n + 2):
+        m = DETAIL_ROW.match(line)
+        if not m:
+            raise ValueError(f"line {i}: bad row {line!r}")
+        _, name, key, count, cycles, avg = m.groups()
+        if int(avg) != (int(cycles) // int(count) if int(count) else 0):
+            raise ValueError(f"line {i}: avg is not cycles / count")
+        group = keys.setdefault(name, {})
+        if list(keys)[-1] != name or key in group or "other" in group:
+            raise ValueError(f"line {i}: out of order or duplicate: {line!r}")
+        if key != "other" and group and int(count) > min(c for c, _ in group.values()):
+            raise ValueError(f"line {i}: not the most frequent first: {line!r}")
+        group[key] = (int(count), int(cycles))
+    return Detail(header, keys)

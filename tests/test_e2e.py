@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, GuestRun, dumps
-from exitstats import ExitStats, Row, add, bucket_bounds, parse, summaries
+from exitstats import (Detail, ExitStats, Row, add, bucket_bounds, parse,
+                       parse_detail, summaries)
 
 pytestmark = pytest.mark.e2e
 
@@ -21,9 +22,9 @@ VIEWER = ROOT / "userspace" / "kvm-exitstat"
 # Exit reason names as VMX_EXIT_REASONS / SVM_EXIT_REASONS spell them.
 NAMES = {
     "VMX": {"cpuid": "CPUID", "io": "IO_INSTRUCTION", "rdmsr": "MSR_READ",
-            "wrmsr": "MSR_WRITE", "hlt": "HLT"},
+            "wrmsr": "MSR_WRITE", "hlt": "HLT", "hypercall": "VMCALL"},
     "SVM": {"cpuid": "cpuid", "io": "io", "rdmsr": "msr", "wrmsr": "msr",
-            "hlt": "hlt"},
+            "hlt": "hlt", "hypercall": "hypercall"},
 }
 
 
@@ -66,7 +67,7 @@ SNAP = ["global", "vm1", "vm1-vcpu0", "vm1-vcpu1", "vm2"]
 
 def test_kunit_all_pass(run: GuestRun) -> None:
     ktap = run["kunit"]
-    assert "# kvm_exit_stats: pass:16 fail:0 skip:0 total:16" in ktap
+    assert "# kvm_exit_stats: pass:17 fail:0 skip:0 total:17" in ktap
     for case in ("exit_stats_test_tsc_backwards", "exit_stats_test_reset",
                  "exit_stats_test_reset_failure", "exit_stats_test_toggle",
                  "exit_stats_test_hist", "exit_stats_test_pages",
@@ -203,7 +204,7 @@ def every_text(run: GuestRun) -> list[tuple[str, str]]:
         out += [(f"{section}:{f}", t) for f, t in dumps(run[section]).items()
                 if f.endswith("exit_stats")]
     for name, text in run.sections.items():
-        if text.startswith("# kvm_exit_stats"):
+        if text.startswith("# kvm_exit_stats "):
             out.append((name, text))
     return out
 
@@ -334,7 +335,8 @@ def test_file_modes(run: GuestRun) -> None:
     modes = dict(line.split() for line in run["modes"].splitlines())
     assert modes.pop("exit_stats") == "444"
     assert modes.pop("exit_stats_reset") == "200"
-    assert len(modes) == 4
+    assert modes.pop("exit_stats_detail") == "444"
+    assert len(modes) == 6
     for path, mode in modes.items():
         assert mode == ("200" if path.endswith("_reset") else "444"), path
 
@@ -385,6 +387,14 @@ def test_vm_reset_resets_only_that_vm(run: GuestRun) -> None:
         assert_zero(stats(run, f"R3-{f}"))
     assert_same(stats(run, "R3-vm2").rows, stats(run, "R0-vm2").rows)
     assert_same(stats(run, "R3-global").rows, stats(run, "R0-vm2").rows)
+
+
+def test_vm_reset_resets_its_sub_reasons(run: GuestRun) -> None:
+    # R0: 2 vCPUs x (7 OUT to 0x99 + the 'done' OUT); after the reset, none.
+    io = NAMES[vendor_of(run)]["io"]
+    assert counts(parse_detail(run["R0-vm1-detail"]), io) == {
+        "out:0x99:1": 14, "out:0xf1:1": 2}
+    assert parse_detail(run["R3-vm1-detail"]).keys == {}
 
 
 def test_global_reset_resets_everything(run: GuestRun) -> None:
@@ -514,3 +524,67 @@ def test_log_param_rejects_bad_values(run: GuestRun) -> None:
     lines = run["L-bad"].splitlines()
     assert lines == ["[-1] error EINVAL", "[abc] error EINVAL",
                      "[4294967296] error ERANGE", "[5x] error EINVAL", "0"]
+
+
+def counts(d: Detail, name: str) -> dict[str, int]:
+    return {key: c for key, (c, _) in d.keys.get(name, {}).items()}
+
+
+def assert_keys_sum_to_rows(d: Detail, s: ExitStats) -> None:
+    """Each reason's sub-reasons, 'other' included, add up to its row."""
+    for name, keys in d.keys.items():
+        assert name in s.rows, name
+        assert sum(c for c, _ in keys.values()) == s.rows[name].count, name
+        assert sum(cy for _, cy in keys.values()) == s.rows[name].cycles, name
+
+
+def test_sub_reasons_exact_counts(run: GuestRun) -> None:
+    """20 RDMSR of 0x1a0 and 10 of 0x1b, 7 byte OUTs to 0x99 and 3 word
+    OUTs to 0x9a (and the 'done' OUT), 5 hypercalls: exact, in the vCPU's,
+    the VM's and (after the VM is gone) the host's detail file."""
+    assert run["K-status"].strip() == "0"
+    assert "rdmsr2 10 io2 3 hypercall 5" in run["K"]
+    names = NAMES[vendor_of(run)]
+    files = dumps(run["K"])
+    for text in (files["vcpu0/exit_stats_detail"], files["exit_stats_detail"],
+                 run["K-host"]):
+        d = parse_detail(text)
+        assert d.header["vendor"] == vendor_of(run)
+        assert d.header["max_keys"] == "128"
+        assert counts(d, names["rdmsr"]) == {"rdmsr:0x1a0": 20,
+                                             "rdmsr:0x1b": 10}
+        # The most frequent first.
+        assert list(counts(d, names["io"]).items()) == [
+            ("out:0x99:1", 7), ("out:0x9a:2", 3), ("out:0xf1:1", 1)]
+        assert counts(d, names["hypercall"]) == {"nr:1": 5}
+    s = stats(run, "K", "vcpu0/exit_stats")
+    assert_keys_sum_to_rows(parse_detail(files["vcpu0/exit_stats_detail"]), s)
+    assert_keys_sum_to_rows(parse_detail(files["exit_stats_detail"]),
+                            stats(run, "K", "exit_stats"))
+
+
+def test_sub_reasons_of_faults(run: GuestRun) -> None:
+    # The guest's first touches of its memory: with EPT or NPT, EPT
+    # violations or NPFs resolved as memory faults (none is MMIO); with
+    # shadow paging, any exception exit has its vector.
+    d = parse_detail(dumps(run["K"])["vcpu0/exit_stats_detail"])
+    s = stats(run, "K", "vcpu0/exit_stats")
+    if run.vendor in ("svm", "vmx-ept"):
+        fault = {"svm": "npf", "vmx-ept": "EPT_VIOLATION"}[run.vendor]
+        assert fault in s.rows
+        assert "mem" in d.keys[fault]
+        assert set(d.keys[fault]) <= {"mem", "emulate"}
+    else:
+        assert "EPT_VIOLATION" not in s.rows
+        for key in d.keys.get("EXCEPTION_NMI", {}):
+            assert key.startswith("vector:"), key
+
+
+def test_fastpath_msr_writes_have_sub_reasons(run: GuestRun) -> None:
+    # B: x2APIC on (one WRMSR of APIC_BASE), then 100 ICR writes, which
+    # VMX handles in the fastpath: their sub-reason is counted there too.
+    d = parse_detail(dumps(run["B"])["vcpu0/exit_stats_detail"])
+    msr = NAMES[vendor_of(run)]["wrmsr"]
+    assert d.count(msr, "wrmsr:0x830") == 100
+    assert d.count(msr, "wrmsr:0x1b") == 1
+    assert_keys_sum_to_rows(d, stats(run, "B", "vcpu0/exit_stats"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import GuestRun, boot
-from exitstats import parse
+from exitstats import parse, parse_detail
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +40,13 @@ def test_vm_and_vcpu_files_are_readable(locked: GuestRun) -> None:
             {cpuid: 100, io: 6, msr: 3}
     # KVM's own stats files can be written, so lockdown refuses them.
     assert locked["exits"].strip() == "error EPERM"
+
+
+def test_detail_file_is_readable(locked: GuestRun) -> None:
+    _, io, msr = NAMES[locked.vendor]
+    d = parse_detail(locked["vm-detail"])
+    assert d.count(io, "out:0x99:1") == 10
+    assert d.count(msr, "rdmsr:0x1a0") == 6
 
 
 def test_resets_are_refused(locked: GuestRun) -> None:

@@ -15,7 +15,7 @@ PATCHDIR = ROOT / "kernel-patch"
 PATCHES = sorted(PATCHDIR.glob("0*.patch"))
 PREFIXES = ("KVM: x86: ", "KVM: VMX: ", "KVM: SVM: ", "KVM: selftests: ",
             "KVM: ")
-N = 12
+N = 15
 
 
 def subject(patch: Path) -> str:

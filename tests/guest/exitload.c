@@ -6,7 +6,10 @@
  * writes to userspace, N RDMSR and N WRMSR of MSR_IA32_MISC_ENABLE (which KVM
  * always intercepts), optionally N x2APIC ICR writes (handled in the VMX
  * fastpath, needs the in-kernel irqchip) and N HLTs, then a write to the
- * "done" port (or, with --ud, a UD2 that ends in a triple fault).  With
+ * "done" port (or, with --ud, a UD2 that ends in a triple fault).  Options
+ * add N RDMSRs of MSR_IA32_APICBASE, N 16-bit port writes to a second port
+ * and N KVM hypercalls (VMCALL or VMMCALL, whichever the host has), before
+ * the UD2 or "done", for the per-MSR, per-port and per-hypercall counts.  With
  * --real-mode the guest is a 16-bit real-mode one that only does the port
  * writes, with a CS base that is not selector * 16: VMX without unrestricted
  * guest cannot run that, so KVM emulates it.  With --dump the VM's debugfs
@@ -16,6 +19,7 @@
 #include <err.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <cpuid.h>
 #include <getopt.h>
 #include <linux/kvm.h>
 #include <pthread.h>
@@ -33,6 +37,7 @@
 #define CODE_GPA	0x1000
 #define PARAM_GPA	0x500
 #define PORT_IO		0x99
+#define PORT_IO2	0x9a
 #define PORT_DONE	0xf1
 #define MSR_MISC_ENABLE	0x1a0
 #define MAX_VCPUS	1024
@@ -43,9 +48,10 @@ struct params {
 	uint32_t misc_lo, misc_hi;
 	uint32_t icr, hlt;
 	uint32_t ud;
+	uint32_t rdmsr2, io2, hypercall;
 };
 
-extern const unsigned char guest_code[], guest_code_end[];
+extern const unsigned char guest_code[], guest_code_end[], hypercall_insn[];
 
 asm(".pushsection .rodata\n"
     ".code32\n"
@@ -98,7 +104,29 @@ asm(".pushsection .rodata\n"
     "	hlt\n"
     "	dec %esi\n"
     "	jmp 11b\n"
-    "12:	cmpl $0, 0x520\n"		/* ud2: #UD, then a triple fault */
+    "12:	mov 0x524, %esi\n"		/* RDMSR of APIC_BASE */
+    "	mov $0x1b, %ecx\n"
+    "20:	test %esi, %esi\n"
+    "	jz 21f\n"
+    "	rdmsr\n"
+    "	dec %esi\n"
+    "	jmp 20b\n"
+    "21:	mov 0x528, %esi\n"		/* 16-bit OUT to the second port */
+    "	mov $0x9a, %dx\n"
+    "22:	test %esi, %esi\n"
+    "	jz 23f\n"
+    "	out %ax, %dx\n"
+    "	dec %esi\n"
+    "	jmp 22b\n"
+    "23:	mov 0x52c, %esi\n"		/* KVM_HC_VAPIC_POLL_IRQ */
+    "24:	test %esi, %esi\n"
+    "	jz 25f\n"
+    "	mov $1, %eax\n"
+    "hypercall_insn:\n"
+    "	vmcall\n"			/* the last byte is patched for SVM */
+    "	dec %esi\n"
+    "	jmp 24b\n"
+    "25:	cmpl $0, 0x520\n"		/* ud2: #UD, then a triple fault */
     "	je 13f\n"
     "	ud2\n"
     "13:	mov $0xf1, %dx\n"		/* done */
@@ -133,7 +161,7 @@ struct vcpu {
 	int fd;
 	struct kvm_run *run;
 	pthread_t thread;
-	unsigned long io, hlt;
+	unsigned long io, io2, hlt;
 	unsigned long long first_run_ticks;	/* TSC ticks of the first KVM_RUN */
 	const char *error;
 };
@@ -155,6 +183,9 @@ static void usage(FILE *out, int status)
 		"  -w, --wrmsr N    WRMSR of MSR_IA32_MISC_ENABLE per vCPU\n"
 		"  -x, --icr N      enable x2APIC (one WRMSR), then N ICR writes (in-kernel irqchip)\n"
 		"  -H, --hlt N      HLT instructions per vCPU (not with --icr)\n"
+		"  -R, --rdmsr2 N   RDMSR of MSR_IA32_APICBASE per vCPU\n"
+		"  -o, --io2 N      16-bit port writes to userspace, to a second port, per vCPU\n"
+		"  -y, --hypercall N  KVM hypercalls (KVM_HC_VAPIC_POLL_IRQ) per vCPU\n"
 		"  -m, --real-mode  a 16-bit real-mode guest (CS base not selector*16),\n"
 		"                   --io writes only; emulated on VMX without\n"
 		"                   unrestricted guest\n"
@@ -162,9 +193,17 @@ static void usage(FILE *out, int status)
 		"                   triple fault (no IDT) and KVM_EXIT_SHUTDOWN\n"
 		"  -v, --vcpus N    vCPUs, each running the workload (default 1)\n"
 		"  -d, --dump       print the VM's debugfs exit_stats and exits before exit\n"
+		"  -D, --dump-detail  --dump, and the exit_stats_detail files too\n"
 		"  -W, --wait FILE  after the workload, print 'ready' and keep the VM until FILE exists\n"
 		"  -h, --help       show this help\n");
 	exit(status);
+}
+
+static int host_has_svm(void)
+{
+	unsigned int eax, ebx, ecx, edx;
+
+	return __get_cpuid(0x80000001, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 2));
 }
 
 static unsigned long number(const char *s, unsigned long max)
@@ -199,6 +238,10 @@ static void *vcpu_thread(void *arg)
 		case KVM_EXIT_IO:
 			if (v->run->io.port == PORT_DONE)
 				return NULL;
+			if (v->run->io.port == PORT_IO2 && v->run->io.size == 2) {
+				v->io2++;
+				break;
+			}
 			if (v->run->io.port != PORT_IO) {
 				v->error = "unexpected port";
 				return NULL;
@@ -296,23 +339,27 @@ int main(int argc, char **argv)
 		{ "wrmsr", required_argument, NULL, 'w' },
 		{ "icr", required_argument, NULL, 'x' },
 		{ "hlt", required_argument, NULL, 'H' },
+		{ "rdmsr2", required_argument, NULL, 'R' },
+		{ "io2", required_argument, NULL, 'o' },
+		{ "hypercall", required_argument, NULL, 'y' },
 		{ "ud", no_argument, NULL, 'u' },
 		{ "real-mode", no_argument, NULL, 'm' },
 		{ "vcpus", required_argument, NULL, 'v' },
 		{ "dump", no_argument, NULL, 'd' },
+		{ "dump-detail", no_argument, NULL, 'D' },
 		{ "wait", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct kvm_userspace_memory_region region = { 0 };
 	struct kvm_cpuid2 *cpuid;
-	unsigned long nvcpus = 1, i, io = 0, hlt = 0;
+	unsigned long nvcpus = 1, i, io = 0, io2 = 0, hlt = 0;
 	struct vcpu *vcpus;
 	char dir[64], path[128];
 	int dump_files = 0, c, failed = 0;
 	void *mem;
 
-	while ((c = getopt_long(argc, argv, "c:i:r:w:x:H:umv:dW:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:i:r:w:x:H:R:o:y:umv:dDW:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': params.cpuid = number(optarg, UINT32_MAX); break;
 		case 'i': params.io = number(optarg, UINT32_MAX); break;
@@ -320,10 +367,14 @@ int main(int argc, char **argv)
 		case 'w': params.wrmsr = number(optarg, UINT32_MAX); break;
 		case 'x': params.icr = number(optarg, UINT32_MAX); break;
 		case 'H': params.hlt = number(optarg, UINT32_MAX); break;
+		case 'R': params.rdmsr2 = number(optarg, UINT32_MAX); break;
+		case 'o': params.io2 = number(optarg, UINT32_MAX); break;
+		case 'y': params.hypercall = number(optarg, UINT32_MAX); break;
 		case 'u': params.ud = 1; break;
 		case 'm': real_mode = 1; break;
 		case 'v': nvcpus = number(optarg, MAX_VCPUS); break;
 		case 'd': dump_files = 1; break;
+		case 'D': dump_files = 2; break;
 		case 'W': wait_file = optarg; break;
 		case 'h': usage(stdout, 0); break;
 		default: usage(stderr, 2);
@@ -334,7 +385,8 @@ int main(int argc, char **argv)
 	if (params.icr && params.hlt)
 		errx(2, "--hlt would block forever with the in-kernel irqchip of --icr");
 	if (real_mode && (params.cpuid || params.rdmsr || params.wrmsr ||
-			  params.icr || params.hlt || params.ud || params.io > 65535))
+			  params.icr || params.hlt || params.ud || params.io > 65535 ||
+			  params.rdmsr2 || params.io2 || params.hypercall))
 		errx(2, "--real-mode only takes --io (at most 65535), --vcpus and the output options");
 
 	kvm_fd = open("/dev/kvm", O_RDWR);
@@ -360,6 +412,9 @@ int main(int argc, char **argv)
 	else
 		memcpy((char *)mem + CODE_GPA, guest_code,
 		       guest_code_end - guest_code);
+	/* VMMCALL (0f 01 d9) on SVM hosts, else VMCALL (0f 01 c1). */
+	if (!real_mode && host_has_svm())
+		((unsigned char *)mem)[CODE_GPA + (hypercall_insn - guest_code) + 2] = 0xd9;
 	region.memory_size = MEM_SIZE;
 	region.userspace_addr = (uintptr_t)mem;
 	if (ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
@@ -394,11 +449,13 @@ int main(int argc, char **argv)
 			failed = 1;
 		}
 		io += vcpus[i].io;
+		io2 += vcpus[i].io2;
 		hlt += vcpus[i].hlt;
 	}
 
-	printf("done cpuid %u io %lu rdmsr %u wrmsr %u icr %u hlt %lu\n",
-	       params.cpuid, io, params.rdmsr, params.wrmsr, params.icr, hlt);
+	printf("done cpuid %u io %lu rdmsr %u wrmsr %u icr %u hlt %lu rdmsr2 %u io2 %lu hypercall %u\n",
+	       params.cpuid, io, params.rdmsr, params.wrmsr, params.icr, hlt,
+	       params.rdmsr2, io2, params.hypercall);
 	/* With only CPUIDs before the first exit to userspace, this is the
 	 * cost of one CPUID exit round trip in TSC ticks. */
 	if (params.cpuid && !params.io)
@@ -411,6 +468,14 @@ int main(int argc, char **argv)
 		dump(path);
 		for (i = 0; i < nvcpus; i++) {
 			snprintf(path, sizeof(path), "%s/vcpu%lu/exit_stats", dir, i);
+			dump(path);
+		}
+	}
+	if (dump_files == 2) {
+		snprintf(path, sizeof(path), "%s/exit_stats_detail", dir);
+		dump(path);
+		for (i = 0; i < nvcpus; i++) {
+			snprintf(path, sizeof(path), "%s/vcpu%lu/exit_stats_detail", dir, i);
 			dump(path);
 		}
 	}
