@@ -1095,3 +1095,117 @@ def test_guest_mode_rejects_unknown(viewer: Path) -> None:
     p = run(viewer, "-f", str(SAMPLES["v3-svm-nested"]), "--guest-mode", "l3")
     assert p.returncode == 2
     assert "unknown guest mode 'l3' (split, l1, l2 or all)" in p.stderr
+
+
+# Sub-reasons (exit_stats_detail, series v6): the vCPU of the SVM end-to-end
+# run with 20 + 10 RDMSR, 7 + 3 + 1 OUT and 5 hypercalls.
+KEYS = DATA / "exit_stats-v3-svm-keys.txt"
+DETAIL = DATA / "exit_stats_detail-svm.txt"
+
+
+@pytest.mark.parametrize("case,args", [
+    ("table", []),
+    ("raw-json", ["--raw", "-J", "-o", "REASON,COUNT,TOTAL,AVG,MIN"]),
+    ("top2-name", ["-t", "2", "-s", "name", "-o", "REASON,COUNT,COUNT%,TIME%"]),
+])
+def test_detail_golden(viewer: Path, case: str, args: list[str]) -> None:
+    """Each reason's sub-reasons as a tree under it, most frequent first;
+    only the columns a sub-reason has are filled; --top keeps them."""
+    p = run(viewer, "-f", str(KEYS), "--detail-file", str(DETAIL), *args,
+            env={"LC_ALL": "C"})
+    assert p.returncode == 0, p.stderr
+    golden = GOLDEN / f"v3-svm-keys-detail-{case}.out"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(p.stdout)
+    assert p.stdout == golden.read_text()
+
+
+def test_detail_json_children_sum_to_their_row(viewer: Path) -> None:
+    p = run(viewer, "-f", str(KEYS), "--detail-file", str(DETAIL), "-J", "--raw",
+            "-o", "REASON,COUNT,TOTAL")
+    rows = json.loads(p.stdout)["exit_stats"]
+    kids = {r["reason"]: {c["reason"]: c["count"] for c in r.get("children", [])}
+            for r in rows}
+    assert kids["msr"] == {"rdmsr:0x1a0": 20, "rdmsr:0x1b": 10}
+    assert kids["io"] == {"out:0x99:1": 7, "out:0x9a:2": 3, "out:0xf1:1": 1}
+    assert kids["hypercall"] == {"nr:1": 5}
+    for r in rows:
+        if r.get("children"):
+            assert sum(c["count"] for c in r["children"]) == r["count"]
+            assert sum(c["total"] for c in r["children"]) == r["total"]
+
+
+def detail_text(*rows: str, version: str = "1", vendor: str = "SVM") -> str:
+    return (f"# kvm_exit_stats_detail {version}\n# vendor {vendor}\n# clock tsc\n"
+            "# tsc_khz 1000007\n# since_reset_ns 5\n# max_keys 128\n"
+            "# reason name key count cycles avg\n" + "".join(r + "\n" for r in rows))
+
+
+def test_detail_guest_modes(viewer: Path, tmp_path: Path) -> None:
+    """--guest-mode applies to the sub-reasons as to the rows: all adds an
+    L2 row's sub-reasons to its L1 row's."""
+    d = tmp_path / "d"
+    d.write_text(detail_text("124 msr rdmsr:0x10 5 500 100", "124 msr other 1 100 100",
+                             "124 L2:msr rdmsr:0x10 2 400 200",
+                             "124 L2:msr wrmsr:0x11 1 50 50"))
+    f = tmp_path / "f"
+    f.write_text(header3().replace("VMX", "SVM").replace("khz 1000\n", "khz 1000007\n") +
+                 "124 msr 6 600 100 100 100 0 8:6\n"
+                 "124 L2:msr 3 450 50 150 200 0 6:3\n"
+                 "- TOTAL 9 1050 50 116 200 0 6:3,8:6\n")
+
+    def tree(mode: str) -> list[list[str]]:
+        p = run(viewer, "-f", str(f), "--detail-file", str(d), "--guest-mode", mode,
+                "-n", "--raw", "-o", "REASON,COUNT,TOTAL", env={"LC_ALL": "C"})
+        assert p.returncode == 0, p.stderr
+        return [ln.split() for ln in p.stdout.splitlines()]
+    assert tree("all") == [["msr", "9", "1050"], ["|-rdmsr:0x10", "7", "900"],
+                           ["|-wrmsr:0x11", "1", "50"], ["`-other", "1", "100"],
+                           ["TOTAL", "9", "1050"]]
+    assert tree("l2") == [["L2:msr", "3", "450"], ["|-rdmsr:0x10", "2", "400"],
+                          ["`-wrmsr:0x11", "1", "50"], ["TOTAL", "3", "450"]]
+    assert [r[0] for r in tree("l1")] == ["msr", "|-rdmsr:0x10", "`-other", "TOTAL"]
+
+
+@pytest.mark.parametrize("case,rows,message", [
+    ("version", ["-"], "detail format version '2'"),
+    ("vendor", ["vendor"], "vendor or tsc_khz differs"),
+    ("fields", ["124 msr rdmsr:0x10 5 500"], "expected 6 fields"),
+    ("avg", ["124 msr rdmsr:0x10 5 500 99"], "avg is not cycles / count"),
+    ("zero", ["124 msr rdmsr:0x10 0 0 0"], "a sub-reason without exits"),
+    ("dup", ["124 msr rdmsr:0x10 5 500 100", "124 msr rdmsr:0x10 1 1 1"],
+     "duplicate sub-reason rdmsr:0x10 of msr"),
+    ("other", ["124 msr other 1 1 1", "124 msr rdmsr:0x10 1 1 1"],
+     "'other' is not the last sub-reason of msr"),
+    ("apart", ["124 msr rdmsr:0x10 1 1 1", "123 io out:0x80:1 1 1 1",
+               "124 msr rdmsr:0x11 1 1 1"], "the sub-reasons of msr are not together"),
+    ("number", ["124 msr rdmsr:0x10 18446744073709551616 1 1"], "bad number"),
+    ("reason", ["x msr rdmsr:0x10 1 1 1"], "bad exit reason 'x'"),
+])
+def test_detail_malformed(viewer: Path, tmp_path: Path, case: str, rows: list[str],
+                          message: str) -> None:
+    d = tmp_path / "d"
+    if rows == ["-"]:
+        d.write_text(detail_text(version="2"))
+    elif rows == ["vendor"]:
+        d.write_text(detail_text(vendor="VMX"))
+    else:
+        d.write_text(detail_text(*rows))
+    p = run(viewer, "-f", str(KEYS), "--detail-file", str(d))
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert message in p.stderr
+    assert p.stdout == ""
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--detail", "--csv"], "--detail works with the table and --json only"),
+    (["--detail", "--prometheus"], "--detail works with the table and --json only"),
+    (["--detail", "-i", "1"], "--detail works with the table and --json only"),
+    (["--detail", "-f", "x"], "with --file, give the sub-reasons with --detail-file"),
+    (["--detail-file", "x"], "--detail-file needs --file"),
+    (["-f", "-", "--detail-file", "-"], "cannot both read stdin"),
+])
+def test_detail_usage_errors(viewer: Path, args: list[str], message: str) -> None:
+    p = run(viewer, *args)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert message in p.stderr

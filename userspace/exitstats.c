@@ -697,3 +697,243 @@ void es_guest_mode(struct es_stats *st, enum es_mode mode)
 	st->nrows = n;
 	es_finish(st);
 }
+
+/* ----- exit_stats_detail: the sub-reasons ----- */
+
+static const char *const detail_keys[] = {
+	"kvm_exit_stats_detail", "vendor", "clock", "tsc_khz", "since_reset_ns",
+	"max_keys",
+};
+
+#define DETAIL_NKEYS	(sizeof(detail_keys) / sizeof(detail_keys[0]))
+#define DETAIL_COLUMNS	"reason name key count cycles avg"
+
+static int parse_detail_header(struct cursor *c, struct es_detail *d)
+{
+	/* The es_stats header ids of the lines that the two formats share. */
+	static const int ids[DETAIL_NKEYS] = { -1, H_VENDOR, H_CLOCK, H_TSC_KHZ,
+					       H_SINCE, -1 };
+	struct es_stats st;
+	const char *line, *key, *v;
+	size_t n, klen, vlen, i;
+	uint64_t num;
+
+	memset(&st, 0, sizeof(st));
+	for (i = 0; i < DETAIL_NKEYS; i++) {
+		line = next_line(c, &n);
+		if (!line)
+			return c->err[0] ? -1 : fail(c, "missing header '# %s'",
+						     detail_keys[i]);
+		if (!header_line(line, n, &key, &klen, &v, &vlen) ||
+		    klen != strlen(detail_keys[i]) || memcmp(key, detail_keys[i], klen)) {
+			if (!i)
+				return fail(c, "expected header '# %s VALUE': not a kvm exit_stats_detail file",
+					    detail_keys[0]);
+			return fail(c, "expected header '# %s VALUE'", detail_keys[i]);
+		}
+		if (ids[i] >= 0) {
+			if (header_value(c, &st, ids[i], v, vlen))
+				return -1;
+			continue;
+		}
+		if (!i && (parse_u64(v, vlen, &num) || num != ES_DETAIL_VERSION))
+			return fail(c, "detail format version '%.*s', this kvm-exitstat reads version %d",
+				    (int)vlen, v, ES_DETAIL_VERSION);
+		if (i && (parse_u64(v, vlen, &d->max_keys) || !d->max_keys))
+			return fail(c, "bad max_keys");
+	}
+	memcpy(d->vendor, st.vendor, sizeof(d->vendor));
+	d->tsc_khz = st.tsc_khz;
+	d->since_ns = st.since_ns;
+
+	line = next_line(c, &n);
+	if (!line)
+		return c->err[0] ? -1 : fail(c, "missing column line");
+	if (n != strlen(DETAIL_COLUMNS) + 2 || memcmp(line, "# ", 2) ||
+	    memcmp(line + 2, DETAIL_COLUMNS, n - 2))
+		return fail(c, "expected column line '# %s'", DETAIL_COLUMNS);
+	return 0;
+}
+
+static int parse_key_row(struct cursor *c, const char *s, size_t len,
+			 struct es_key *k)
+{
+	const char *tok[6];
+	size_t tlen[6];
+	uint64_t reason, avg;
+
+	memset(k, 0, sizeof(*k));
+	if (split(s, len, tok, tlen, 6) != 6)
+		return fail(c, "expected 6 fields (%s)", DETAIL_COLUMNS);
+	if (tlen[0] == 1 && tok[0][0] == '-') {
+		k->has_reason = false;
+	} else if (parse_u64(tok[0], tlen[0], &reason) || reason > UINT32_MAX) {
+		return fail(c, "bad exit reason '%.*s'", (int)tlen[0], tok[0]);
+	} else {
+		k->has_reason = true;
+		k->reason = (uint32_t)reason;
+	}
+	if (tlen[1] >= ES_NAME_MAX || !printable_word(tok[1], tlen[1]))
+		return fail(c, "bad exit reason name");
+	memcpy(k->name, tok[1], tlen[1]);
+	if (tlen[2] >= ES_NAME_MAX || !printable_word(tok[2], tlen[2]))
+		return fail(c, "bad sub-reason");
+	memcpy(k->key, tok[2], tlen[2]);
+	if (parse_u64(tok[3], tlen[3], &k->count) ||
+	    parse_u64(tok[4], tlen[4], &k->cycles) ||
+	    parse_u64(tok[5], tlen[5], &avg))
+		return fail(c, "bad number (not a 64-bit unsigned integer)");
+	if (!k->count)
+		return fail(c, "a sub-reason without exits");
+	if (avg != k->cycles / k->count)
+		return fail(c, "avg is not cycles / count");
+	return 0;
+}
+
+/* Are @a and @b sub-reasons of the same row? */
+static bool same_row(const struct es_key *a, const struct es_key *b)
+{
+	return a->has_reason == b->has_reason && a->reason == b->reason &&
+	       !strcmp(a->name, b->name);
+}
+
+static int add_key(struct es_detail *d, const struct es_key *k, size_t *cap)
+{
+	struct es_key *keys;
+
+	if (d->nkeys == ES_MAX_KEYS)
+		return -1;
+	if (d->nkeys == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		keys = realloc(d->keys, *cap * sizeof(*keys));
+		if (!keys)
+			return -1;
+		d->keys = keys;
+	}
+	d->keys[d->nkeys++] = *k;
+	return 0;
+}
+
+int es_parse_detail(const char *buf, size_t len, struct es_detail *d,
+		    char *err, size_t errlen)
+{
+	struct cursor c = { buf, buf + len, 0, err, errlen };
+	const struct es_key *prev;
+	size_t n, j, cap = 0;
+	const char *line;
+	struct es_key k;
+
+	memset(d, 0, sizeof(*d));
+	if (errlen)
+		err[0] = '\0';
+	if (!len) {
+		snprintf(err, errlen, "empty input");
+		return -1;
+	}
+	if (parse_detail_header(&c, d))
+		return -1;
+	while ((line = next_line(&c, &n))) {
+		if (parse_key_row(&c, line, n, &k))
+			goto bad;
+		prev = d->nkeys ? &d->keys[d->nkeys - 1] : NULL;
+		if (prev && same_row(prev, &k) && !strcmp(prev->key, "other")) {
+			fail(&c, "'other' is not the last sub-reason of %s", k.name);
+			goto bad;
+		}
+		for (j = d->nkeys; j-- > 0;) {
+			if (!same_row(&d->keys[j], &k))
+				continue;
+			if (!strcmp(d->keys[j].key, k.key)) {
+				fail(&c, "duplicate sub-reason %s of %s", k.key, k.name);
+				goto bad;
+			}
+			if (j + 1 < d->nkeys && !same_row(&d->keys[j + 1], &k)) {
+				fail(&c, "the sub-reasons of %s are not together", k.name);
+				goto bad;
+			}
+		}
+		if (add_key(d, &k, &cap)) {
+			fail(&c, "more than %d sub-reasons, or out of memory", ES_MAX_KEYS);
+			goto bad;
+		}
+	}
+	if (!err[0])
+		return 0;
+bad:
+	es_detail_free(d);
+	return -1;
+}
+
+void es_detail_free(struct es_detail *d)
+{
+	free(d->keys);
+	d->keys = NULL;
+	d->nkeys = 0;
+}
+
+/* Add the sub-reasons of @src to @dst's: the same ones are summed. */
+int es_detail_merge(struct es_detail *dst, const struct es_detail *src,
+		    char *err, size_t errlen)
+{
+	size_t i, j, cap = dst->nkeys;
+
+	if (!dst->vendor[0]) {
+		memcpy(dst->vendor, src->vendor, sizeof(dst->vendor));
+		dst->tsc_khz = src->tsc_khz;
+		dst->since_ns = src->since_ns;
+		dst->max_keys = src->max_keys;
+	}
+	dst->since_ns = dst->since_ns < src->since_ns ? src->since_ns : dst->since_ns;
+	for (i = 0; i < src->nkeys; i++) {
+		const struct es_key *k = &src->keys[i];
+
+		for (j = 0; j < dst->nkeys; j++)
+			if (same_row(&dst->keys[j], k) && !strcmp(dst->keys[j].key, k->key))
+				break;
+		if (j < dst->nkeys) {
+			dst->keys[j].count += k->count;
+			dst->keys[j].cycles += k->cycles;
+		} else if (add_key(dst, k, &cap)) {
+			snprintf(err, errlen, "more than %d sub-reasons, or out of memory",
+				 ES_MAX_KEYS);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static bool name_is_l2(const char *name)
+{
+	const size_t plen = sizeof(ES_L2_PREFIX) - 1;
+
+	return !strncmp(name, ES_L2_PREFIX, plen) && name[plen];
+}
+
+/* es_guest_mode() for the sub-reasons, with the same rules. */
+void es_detail_guest_mode(struct es_detail *d, enum es_mode mode)
+{
+	const size_t plen = sizeof(ES_L2_PREFIX) - 1;
+	size_t i, j, n = 0;
+	struct es_key *k;
+
+	if (mode == ES_MODE_SPLIT)
+		return;
+	for (i = 0; i < d->nkeys; i++) {
+		k = &d->keys[i];
+		if ((mode == ES_MODE_L1 && name_is_l2(k->name)) ||
+		    (mode == ES_MODE_L2 && !name_is_l2(k->name)))
+			continue;
+		if (mode == ES_MODE_ALL && name_is_l2(k->name))
+			memmove(k->name, k->name + plen, strlen(k->name) - plen + 1);
+		for (j = 0; j < n; j++)
+			if (same_row(&d->keys[j], k) && !strcmp(d->keys[j].key, k->key))
+				break;
+		if (j < n) {
+			d->keys[j].count += k->count;
+			d->keys[j].cycles += k->cycles;
+		} else {
+			d->keys[n++] = *k;
+		}
+	}
+	d->nkeys = n;
+}

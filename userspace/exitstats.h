@@ -155,4 +155,43 @@ void es_guest_mode(struct es_stats *st, enum es_mode mode);
 uint64_t es_quantile(const struct es_layout *l, const struct es_row *row,
 		     double q);
 
+/*
+ * The sub-reasons of the exits (exit_stats_detail, format version 1): for
+ * the row of reason @reason and @name, the exits and cycles of sub-reason
+ * @key ("rdmsr:0x1a0", "out:0x80:1", ...; "other": the row's exits without
+ * one).
+ */
+#define ES_DETAIL_VERSION	1
+#define ES_MAX_KEYS		4096
+
+struct es_key {
+	bool has_reason;
+	uint32_t reason;
+	char name[ES_NAME_MAX];
+	char key[ES_NAME_MAX];
+	uint64_t count, cycles;
+};
+
+struct es_detail {
+	char vendor[4];
+	uint64_t tsc_khz;
+	uint64_t since_ns;
+	uint64_t max_keys;
+	size_t nkeys;
+	struct es_key *keys;	/* in the file's order until merged */
+};
+
+int es_parse_detail(const char *buf, size_t len, struct es_detail *d,
+		    char *err, size_t errlen);
+void es_detail_free(struct es_detail *d);
+int es_detail_merge(struct es_detail *dst, const struct es_detail *src,
+		    char *err, size_t errlen);
+void es_detail_guest_mode(struct es_detail *d, enum es_mode mode);
+/* Is @k a sub-reason of @row?  (Same reason and name.) */
+static inline bool es_key_of(const struct es_key *k, const struct es_row *row)
+{
+	return k->has_reason == row->has_reason && k->reason == row->reason &&
+	       !strcmp(k->name, row->name);
+}
+
 #endif

@@ -113,6 +113,8 @@ struct opts {
 	double interval;
 	long count;
 	enum es_mode mode;
+	bool detail;		/* --detail: the sub-reasons as a tree */
+	const char *detail_file;
 };
 
 static const char *prog = "kvm-exitstat";
@@ -153,6 +155,9 @@ static void usage(FILE *out)
 		" -z, --skip-zero        hide reasons without exits\n"
 		"     --guest-mode MODE  exits of nested guests: split (rows L2:NAME, the\n"
 		"                        default), l1, l2, or all (added to L1's rows)\n"
+		"     --detail           each reason's sub-reasons (which MSR, port, fault...)\n"
+		"                        under it, from exit_stats_detail (table and --json)\n"
+		"     --detail-file FILE with --file: the saved exit_stats_detail to use\n"
 		" -n, --noheadings       don't print headings\n"
 		" -u, --unit UNIT        time unit: cycles, ns, us or ms (default: tables\n"
 		"                        pick one per value, machine formats use ns)\n"
@@ -434,6 +439,50 @@ static size_t scope_paths(const struct opts *o, char ***out)
 	return 1;
 }
 
+/*
+ * The sub-reasons of the scope: --detail-file, or the exit_stats_detail
+ * file next to each exit_stats file of the scope.
+ */
+static void read_detail(const struct opts *o, const struct es_stats *st,
+			struct es_detail *d)
+{
+	char **paths, *path, err[256];
+	size_t i, n, len;
+	struct es_detail more;
+	char *buf;
+
+	n = o->detail_file ? 1 : scope_paths(o, &paths);
+	memset(d, 0, sizeof(*d));
+	for (i = 0; i < n; i++) {
+		if (o->detail_file)
+			path = strdup(o->detail_file);
+		else if (asprintf(&path, "%s_detail", paths[i]) < 0)
+			path = NULL;
+		if (!path)
+			die(EXIT_RUNTIME, "out of memory");
+		if (!o->detail_file && access(path, F_OK) && errno == ENOENT &&
+		    !access(paths[i], F_OK))
+			die(EXIT_RUNTIME, "%s: no such file: this kernel's exit_stats has no sub-reasons",
+			    path);
+		buf = slurp(path, &len);
+		if (es_parse_detail(buf, len, &more, err, sizeof(err)))
+			die(EXIT_RUNTIME, "%s: %s", strcmp(path, "-") ? path : "<stdin>", err);
+		free(buf);
+		if (strcmp(more.vendor, st->vendor) || more.tsc_khz != st->tsc_khz)
+			die(EXIT_RUNTIME, "%s: vendor or tsc_khz differs from the exit_stats file",
+			    path);
+		if (es_detail_merge(d, &more, err, sizeof(err)))
+			die(EXIT_RUNTIME, "%s: %s", path, err);
+		es_detail_free(&more);
+		free(path);
+		if (!o->detail_file)
+			free(paths[i]);
+	}
+	if (!o->detail_file)
+		free(paths);
+	es_detail_guest_mode(d, o->mode);
+}
+
 static void read_scope(const struct opts *o, struct es_stats *st)
 {
 	char **paths;
@@ -466,6 +515,7 @@ struct view {
 	const struct opts *o;
 	struct es_stats *st;	/* print_stats() sorts and trims its rows */
 	double seconds;		/* interval for RATE, 0 if none */
+	const struct es_detail *detail;	/* --detail, else NULL */
 };
 
 static uint64_t quantile_col(const struct es_layout *l, const struct es_row *r,
@@ -568,6 +618,50 @@ static bool cell(const struct view *v, const struct es_row *r, int col,
 	}
 }
 
+/* A cell of a sub-reason: only its name, count, times and shares. */
+static bool key_cell(const struct view *v, const struct es_key *k, int col,
+		     char *buf, size_t len)
+{
+	const struct es_row *t = &v->st->total;
+
+	switch (col) {
+	case COL_REASON:
+		snprintf(buf, len, "%s", k->key);
+		return true;
+	case COL_COUNT:
+		snprintf(buf, len, "%llu", (unsigned long long)k->count);
+		return true;
+	case COL_COUNT_PCT:
+		snprintf(buf, len, "%.2f", pct(k->count, t->count));
+		return true;
+	case COL_TIME_PCT:
+		snprintf(buf, len, "%.2f", pct(k->cycles, t->cycles));
+		return true;
+	case COL_TOTAL:
+		fmt_time(v, k->cycles, buf, len);
+		return true;
+	case COL_AVG:
+		fmt_time(v, k->cycles / k->count, buf, len);
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The most frequent sub-reason first, "other" last. */
+static int cmp_keys(const void *a, const void *b)
+{
+	const struct es_key *x = *(const struct es_key *const *)a;
+	const struct es_key *y = *(const struct es_key *const *)b;
+	int xo = !strcmp(x->key, "other"), yo = !strcmp(y->key, "other");
+
+	if (xo != yo)
+		return xo - yo;
+	if (x->count != y->count)
+		return x->count > y->count ? -1 : 1;
+	return strcmp(x->key, y->key);
+}
+
 static enum sortkey g_sort;
 static bool g_reverse;
 static const struct es_layout *g_layout;
@@ -642,6 +736,35 @@ static size_t shown_cols(const struct view *v, int *out)
 	return n;
 }
 
+/* The sub-reasons of @r, as children of its line @parent. */
+static void add_key_lines(const struct view *v, struct libscols_table *tb,
+			  struct libscols_line *parent, const struct es_row *r,
+			  const int *sc, size_t nc)
+{
+	const struct es_key **keys;
+	size_t i, c, n = 0;
+	char buf[64];
+
+	keys = malloc(v->detail->nkeys * sizeof(*keys) + 1);
+	if (!keys)
+		die(EXIT_RUNTIME, "out of memory");
+	for (i = 0; i < v->detail->nkeys; i++)
+		if (es_key_of(&v->detail->keys[i], r))
+			keys[n++] = &v->detail->keys[i];
+	qsort(keys, n, sizeof(*keys), cmp_keys);
+	for (i = 0; i < n; i++) {
+		struct libscols_line *ln = scols_table_new_line(tb, parent);
+
+		if (!ln)
+			die(EXIT_RUNTIME, "out of memory");
+		for (c = 0; c < nc; c++)
+			if (key_cell(v, keys[i], sc[c], buf, sizeof(buf)) &&
+			    scols_line_set_data(ln, c, buf))
+				die(EXIT_RUNTIME, "out of memory");
+	}
+	free(keys);
+}
+
 static void print_scols(const struct view *v, size_t nrows)
 {
 	const struct opts *o = v->o;
@@ -661,7 +784,9 @@ static void print_scols(const struct view *v, size_t nrows)
 		const struct colinfo *ci = &cols[sc[c]];
 		struct libscols_column *cl;
 
-		cl = scols_table_new_column(tb, ci->name, ci->whint, ci->flags);
+		cl = scols_table_new_column(tb, ci->name, ci->whint, ci->flags |
+					    (v->detail && sc[c] == COL_REASON ?
+					     SCOLS_FL_TREE : 0));
 		if (!cl)
 			die(EXIT_RUNTIME, "out of memory");
 		if (o->format == F_JSON)
@@ -679,6 +804,8 @@ static void print_scols(const struct view *v, size_t nrows)
 			if (cell(v, r, sc[c], buf, sizeof(buf)) &&
 			    scols_line_set_data(ln, c, buf))
 				die(EXIT_RUNTIME, "out of memory");
+		if (v->detail && i < nrows)
+			add_key_lines(v, tb, ln, r, sc, nc);
 	}
 	scols_print_table(tb);
 	scols_unref_table(tb);
@@ -882,7 +1009,7 @@ static void live(struct opts *o)
 			.tv_sec = (time_t)o->interval,
 			.tv_nsec = (long)((o->interval - (double)(time_t)o->interval) * 1e9),
 		};
-		struct view v = { o, &delta, 0 };
+		struct view v = { o, &delta, 0, NULL };
 		bool cont;
 		char when[16];
 		time_t now;
@@ -985,7 +1112,7 @@ static void close_stdout(void)
 int main(int argc, char **argv)
 {
 	enum { OPT_VM = 256, OPT_VCPU, OPT_RAW, OPT_CSV, OPT_PROM, OPT_RESET,
-	       OPT_MODE };
+	       OPT_MODE, OPT_DETAIL, OPT_DETAIL_FILE };
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },
 		{ "vm", required_argument, NULL, OPT_VM },
@@ -1006,6 +1133,8 @@ int main(int argc, char **argv)
 		{ "count", required_argument, NULL, 'c' },
 		{ "reset", no_argument, NULL, OPT_RESET },
 		{ "guest-mode", required_argument, NULL, OPT_MODE },
+		{ "detail", no_argument, NULL, OPT_DETAIL },
+		{ "detail-file", required_argument, NULL, OPT_DETAIL_FILE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -1061,6 +1190,8 @@ int main(int argc, char **argv)
 		case 'c': o.count = parse_long(optarg, "count", 1, LONG_MAX); break;
 		case OPT_RESET: o.reset = true; break;
 		case OPT_MODE: o.mode = parse_mode(optarg); break;
+		case OPT_DETAIL: o.detail = true; break;
+		case OPT_DETAIL_FILE: o.detail = true; o.detail_file = optarg; break;
 		case 'h': usage(stdout); break;
 		case 'V': printf("%s %s\n", prog, VERSION); return EXIT_OK;
 		default:
@@ -1091,6 +1222,15 @@ int main(int argc, char **argv)
 		die(EXIT_USAGE, "--prometheus has fixed output: no --output or --noheadings");
 	if (o.interval > 0 && o.file && !strcmp(o.file, "-"))
 		die(EXIT_USAGE, "--interval cannot re-read stdin");
+	if (o.detail && (o.format == F_CSV || o.format == F_PROM || o.interval > 0 ||
+			 o.reset))
+		die(EXIT_USAGE, "--detail works with the table and --json only (no --csv, --prometheus, --interval or --reset)");
+	if (o.detail && o.file && !o.detail_file)
+		die(EXIT_USAGE, "with --file, give the sub-reasons with --detail-file FILE");
+	if (o.detail_file && !o.file)
+		die(EXIT_USAGE, "--detail-file needs --file (a live scope reads its exit_stats_detail)");
+	if (o.detail_file && !strcmp(o.detail_file, "-") && !strcmp(o.file, "-"))
+		die(EXIT_USAGE, "--file and --detail-file cannot both read stdin");
 
 	if (o.interval > 0) {
 		memcpy(o.cols, live_cols, sizeof(live_cols));
@@ -1110,11 +1250,18 @@ int main(int argc, char **argv)
 		live(&o);
 	} else {
 		struct es_stats st;
-		struct view v = { &o, &st, 0 };
+		struct es_detail d;
+		struct view v = { &o, &st, 0, NULL };
 
 		read_scope(&o, &st);
+		if (o.detail) {
+			read_detail(&o, &st, &d);
+			v.detail = &d;
+		}
 		v.seconds = (double)st.since_ns / 1e9;
 		print_stats(&v);
+		if (o.detail)
+			es_detail_free(&d);
 		es_free(&st);
 	}
 	return EXIT_OK;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * libFuzzer harness for the exit_stats parser: any input must either parse
- * into rows that keep the format's invariants or fail with a message.
+ * libFuzzer harness for the exit_stats and exit_stats_detail parsers: any
+ * input must either parse into rows that keep the format's invariants or
+ * fail with a message.
  */
 #include <assert.h>
 #include <string.h>
@@ -9,6 +10,56 @@
 #include "../exitstats.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
+
+/* Sum of the counts of @d's sub-reasons. */
+static unsigned long long detail_count(const struct es_detail *d)
+{
+	unsigned long long n = 0;
+	size_t i;
+
+	for (i = 0; i < d->nkeys; i++)
+		n += d->keys[i].count;
+	return n;
+}
+
+/* The same input as an exit_stats_detail file. */
+static void fuzz_detail(const unsigned char *data, size_t size)
+{
+	struct es_detail d, sum;
+	unsigned long long all, l1, l2;
+	enum es_mode mode;
+	char err[256];
+	size_t i;
+
+	if (es_parse_detail((const char *)data, size, &d, err, sizeof(err))) {
+		assert(err[0]);
+		return;
+	}
+	for (i = 0; i < d.nkeys; i++) {
+		assert(d.keys[i].count);
+		assert(strlen(d.keys[i].name) < ES_NAME_MAX);
+		assert(strlen(d.keys[i].key) < ES_NAME_MAX);
+	}
+	/* A file has no duplicates: merging it into nothing keeps it. */
+	memset(&sum, 0, sizeof(sum));
+	assert(!es_detail_merge(&sum, &d, err, sizeof(err)));
+	assert(sum.nkeys == d.nkeys && detail_count(&sum) == detail_count(&d));
+	es_detail_free(&sum);
+	/* all = l1 + l2 in exits; split keeps the file. */
+	all = l1 = l2 = 0;
+	for (mode = ES_MODE_SPLIT; mode <= ES_MODE_ALL; mode++) {
+		memset(&sum, 0, sizeof(sum));
+		assert(!es_detail_merge(&sum, &d, err, sizeof(err)));
+		es_detail_guest_mode(&sum, mode);
+		if (mode == ES_MODE_SPLIT)
+			assert(sum.nkeys == d.nkeys);
+		*(mode == ES_MODE_L1 ? &l1 : mode == ES_MODE_L2 ? &l2 : &all) =
+			detail_count(&sum);
+		es_detail_free(&sum);
+	}
+	assert(all == l1 + l2 && all == detail_count(&d));
+	es_detail_free(&d);
+}
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
@@ -18,6 +69,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	unsigned int b;
 	size_t i;
 
+	fuzz_detail(data, size);
 	if (es_parse((const char *)data, size, &st, err, sizeof(err))) {
 		assert(err[0]);
 		return 0;
