@@ -397,6 +397,15 @@ def test_vm_reset_resets_its_sub_reasons(run: GuestRun) -> None:
     assert parse_detail(run["R3-vm1-detail"]).keys == {}
 
 
+def test_viewer_detail_on_a_live_vm(run: GuestRun) -> None:
+    # The IO row of VM1 (2 vCPUs x 7 OUT + 'done'), its two ports under it.
+    lines = [ln.split() for ln in run["viewer-detail"].splitlines()]
+    io = NAMES[vendor_of(run)]["io"]
+    i = lines.index([io, "16"])
+    assert lines[i + 1:i + 3] == [["|-out:0x99:1", "14"], ["`-out:0xf1:1", "2"]]
+    assert lines[-1][0] == "TOTAL"
+
+
 def test_global_reset_resets_everything(run: GuestRun) -> None:
     for f in SNAP:
         assert_zero(stats(run, f"R4-{f}"))
