@@ -81,12 +81,13 @@ def guest_script(kernel: str, repeats: int) -> str:
         # Proof that the setup took effect: what was counted or traced.
         if kernel.startswith("patched"):
             lines.append(f"echo \"counted $(grep ' CPUID \\| cpuid ' {STATS})\"")
+            lines.append(f"echo 0 > {STATS}_reset")
         if LOG_PARAM in setup:
             lines.append("echo \"logged $(dmesg | grep -c 'exit_stats: .* TOTAL')\"")
         if name in MEM_CONFIGS:
             lines.append(f"kes-bench mem {MEM_VCPUS} {repeats + 2} || exit 1")
         # The next config counts from zero (the mix's CPUIDs included).
-        if kernel.startswith("patched"):
+        if kernel.startswith("patched") and name in MEM_CONFIGS:
             lines.append(f"echo 0 > {STATS}_reset")
         if "kvm_exit" in setup:
             lines.append("echo \"traced $(grep -c kvm_exit /sys/kernel/tracing/trace)\"")

@@ -44,6 +44,9 @@ def test_guest_script_runs_every_kind_per_config() -> None:
     patched = bench.guest_script("patched", 3)
     assert patched.count("kes-bench mem 64 5") == 2
     assert patched.index("exit_stats_reset") < patched.index("kes-bench mem")
+    # ... and a reset after it, before the next config counts its CPUIDs.
+    after = patched.split("kes-bench mem 64 5")[1]
+    assert after.index("exit_stats_reset") < after.index("counted")
     assert "kes-bench mem" not in bench.guest_script("base-ftrace", 3)
 
 
