@@ -46,6 +46,7 @@ READ_FILES = ["exits", "exit_stats", "vm-exits", "vm-exit_stats"]
 
 PARAM = "/sys/module/kvm/parameters/exit_stats"
 LOG_PARAM = "/sys/module/kvm/parameters/exit_stats_log"
+DETAIL_PARAM = "/sys/module/kvm/parameters/exit_stats_detail"
 TRACE = "/sys/kernel/tracing/events/kvm"
 STATS = "/sys/kernel/debug/kvm/exit_stats"
 
@@ -56,6 +57,9 @@ CONFIGS = [
     ("stats on", "patched", f"echo 1 > {PARAM}"),
     # A summary in the kernel log every 500 exits of a vCPU.
     ("stats on, log 500", "patched", f"echo 1 > {PARAM}; echo 500 > {LOG_PARAM}"),
+    # Without sub-reasons: RDMSR and IO exits back on the inline path.
+    ("stats on, no detail", "patched",
+     f"echo 0 > {LOG_PARAM}; echo 0 > {DETAIL_PARAM}"),
     ("tracepoints on", "base-ftrace",
      f"echo 1 > {TRACE}/kvm_exit/enable; echo 1 > {TRACE}/kvm_entry/enable"),
     # Extra figures, in the JSON and the second table.
@@ -94,7 +98,7 @@ def guest_script(kernel: str, repeats: int) -> str:
             lines.append(f"echo 0 > {TRACE}/kvm_exit/enable; "
                          f"echo 0 > {TRACE}/kvm_entry/enable")
     if kernel == "patched":
-        lines.append(f"echo 1 > {PARAM}; echo 0 > {LOG_PARAM}")
+        lines.append(f"echo 1 > {PARAM}; echo 0 > {LOG_PARAM}; echo 1 > {DETAIL_PARAM}")
         for n in VCPUS:
             lines.append(f"kes-bench read {n} {repeats} || exit 1")
     return "\n".join(lines)
@@ -268,6 +272,10 @@ def markdown(res: Results) -> str:
             out += ["With a summary in the kernel log every 500 exits "
                     "(kvm.exit_stats_log=500):", ""]
             out += pair_table(res, vendor, "stats on", "stats on, log 500") + [""]
+        if "stats on, no detail" in res["exit"][vendor]:
+            out += ["Without sub-reasons (kvm.exit_stats_detail=0): RDMSR and "
+                    "port IO back on the inline path:", ""]
+            out += pair_table(res, vendor, "stats on, no detail", "stats on") + [""]
         if vendor in res["read"] and res["read"][vendor]:
             out += [f"### {name}: reading, ticks per open+read+close", ""]
             out += read_table(res, vendor) + [""]
