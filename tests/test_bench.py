@@ -32,8 +32,10 @@ def fake_results(on: float, off: float, read_ratio: float,
 
 def test_guest_script_runs_every_kind_per_config() -> None:
     s = bench.guest_script("patched", 3)
-    # stats off, stats on, stats on with a summary every 500 exits
-    assert s.count("kes-bench exit cpuid 20000 3") == 3
+    # stats off, stats on, stats on with a summary every 500 exits, and
+    # without sub-reasons
+    assert s.count("kes-bench exit cpuid 20000 3") == 4
+    assert f"echo 0 > {bench.DETAIL_PARAM}" in s and f"echo 1 > {bench.DETAIL_PARAM}" in s
     assert f"echo 500 > {bench.LOG_PARAM}" in s and f"echo 0 > {bench.LOG_PARAM}" in s
     assert f"echo 0 > {bench.PARAM}" in s and f"echo 1 > {bench.PARAM}" in s
     assert all(f"kes-bench read {n} 3" in s for n in bench.VCPUS)
