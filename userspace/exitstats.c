@@ -168,6 +168,30 @@ static int parse_hist(struct cursor *c, const char *s, size_t n,
 	return 0;
 }
 
+/*
+ * The first two fields of a row, of exit_stats or exit_stats_detail: the
+ * reason number ('-' for none) and the name.
+ */
+static int parse_reason_name(struct cursor *c, const char *const *tok,
+			     const size_t *tlen, bool *has_reason,
+			     uint32_t *reason, char *name)
+{
+	uint64_t num;
+
+	if (tlen[0] == 1 && tok[0][0] == '-') {
+		*has_reason = false;
+	} else if (parse_u64(tok[0], tlen[0], &num) || num > UINT32_MAX) {
+		return fail(c, "bad exit reason '%.*s'", (int)tlen[0], tok[0]);
+	} else {
+		*has_reason = true;
+		*reason = (uint32_t)num;
+	}
+	if (tlen[1] >= ES_NAME_MAX || !printable_word(tok[1], tlen[1]))
+		return fail(c, "bad exit reason name");
+	memcpy(name, tok[1], tlen[1]);
+	return 0;
+}
+
 static int parse_row(struct cursor *c, const char *s, size_t len,
 		     const struct es_layout *l, struct es_row *row)
 {
@@ -177,7 +201,6 @@ static int parse_row(struct cursor *c, const char *s, size_t len,
 			      &row->avg, &row->max, &row->fastpath };
 	/* The numbers, and the fields without the histogram. */
 	int nnums = l->version >= 3 ? 6 : 5, nfix = 2 + nnums;
-	uint64_t reason;
 	int n, i;
 
 	memset(row, 0, sizeof(*row));
@@ -186,18 +209,9 @@ static int parse_row(struct cursor *c, const char *s, size_t len,
 		return fail(c, "expected %d fields (%s)", nfix + 1,
 			    columns(l->version));
 
-	if (tlen[0] == 1 && tok[0][0] == '-') {
-		row->has_reason = false;
-	} else if (parse_u64(tok[0], tlen[0], &reason) || reason > UINT32_MAX) {
-		return fail(c, "bad exit reason '%.*s'", (int)tlen[0], tok[0]);
-	} else {
-		row->has_reason = true;
-		row->reason = (uint32_t)reason;
-	}
-
-	if (tlen[1] >= ES_NAME_MAX || !printable_word(tok[1], tlen[1]))
-		return fail(c, "bad exit reason name");
-	memcpy(row->name, tok[1], tlen[1]);
+	if (parse_reason_name(c, tok, tlen, &row->has_reason, &row->reason,
+			      row->name))
+		return -1;
 
 	for (i = 0; i < nnums; i++)
 		if (parse_u64(tok[2 + i], tlen[2 + i], nums[i]))
@@ -760,22 +774,13 @@ static int parse_key_row(struct cursor *c, const char *s, size_t len,
 {
 	const char *tok[6];
 	size_t tlen[6];
-	uint64_t reason, avg;
+	uint64_t avg;
 
 	memset(k, 0, sizeof(*k));
 	if (split(s, len, tok, tlen, 6) != 6)
 		return fail(c, "expected 6 fields (%s)", DETAIL_COLUMNS);
-	if (tlen[0] == 1 && tok[0][0] == '-') {
-		k->has_reason = false;
-	} else if (parse_u64(tok[0], tlen[0], &reason) || reason > UINT32_MAX) {
-		return fail(c, "bad exit reason '%.*s'", (int)tlen[0], tok[0]);
-	} else {
-		k->has_reason = true;
-		k->reason = (uint32_t)reason;
-	}
-	if (tlen[1] >= ES_NAME_MAX || !printable_word(tok[1], tlen[1]))
-		return fail(c, "bad exit reason name");
-	memcpy(k->name, tok[1], tlen[1]);
+	if (parse_reason_name(c, tok, tlen, &k->has_reason, &k->reason, k->name))
+		return -1;
 	if (tlen[2] >= ES_NAME_MAX || !printable_word(tok[2], tlen[2]))
 		return fail(c, "bad sub-reason");
 	memcpy(k->key, tok[2], tlen[2]);
@@ -871,11 +876,24 @@ void es_detail_free(struct es_detail *d)
 	d->nkeys = 0;
 }
 
+/* The entry of @k's row and sub-reason among the first @n of @keys. */
+static struct es_key *find_key(struct es_key *keys, size_t n,
+			       const struct es_key *k)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (same_row(&keys[i], k) && !strcmp(keys[i].key, k->key))
+			return &keys[i];
+	return NULL;
+}
+
 /* Add the sub-reasons of @src to @dst's: the same ones are summed. */
 int es_detail_merge(struct es_detail *dst, const struct es_detail *src,
 		    char *err, size_t errlen)
 {
-	size_t i, j, cap = dst->nkeys;
+	size_t i, cap = dst->nkeys;
+	struct es_key *same;
 
 	if (!dst->vendor[0]) {
 		memcpy(dst->vendor, src->vendor, sizeof(dst->vendor));
@@ -887,12 +905,10 @@ int es_detail_merge(struct es_detail *dst, const struct es_detail *src,
 	for (i = 0; i < src->nkeys; i++) {
 		const struct es_key *k = &src->keys[i];
 
-		for (j = 0; j < dst->nkeys; j++)
-			if (same_row(&dst->keys[j], k) && !strcmp(dst->keys[j].key, k->key))
-				break;
-		if (j < dst->nkeys) {
-			dst->keys[j].count += k->count;
-			dst->keys[j].cycles += k->cycles;
+		same = find_key(dst->keys, dst->nkeys, k);
+		if (same) {
+			same->count += k->count;
+			same->cycles += k->cycles;
 		} else if (add_key(dst, k, &cap)) {
 			snprintf(err, errlen, "more than %d sub-reasons, or out of memory",
 				 ES_MAX_KEYS);
@@ -902,35 +918,26 @@ int es_detail_merge(struct es_detail *dst, const struct es_detail *src,
 	return 0;
 }
 
-static bool name_is_l2(const char *name)
-{
-	const size_t plen = sizeof(ES_L2_PREFIX) - 1;
-
-	return !strncmp(name, ES_L2_PREFIX, plen) && name[plen];
-}
-
 /* es_guest_mode() for the sub-reasons, with the same rules. */
 void es_detail_guest_mode(struct es_detail *d, enum es_mode mode)
 {
 	const size_t plen = sizeof(ES_L2_PREFIX) - 1;
-	size_t i, j, n = 0;
-	struct es_key *k;
+	struct es_key *k, *same;
+	size_t i, n = 0;
 
 	if (mode == ES_MODE_SPLIT)
 		return;
 	for (i = 0; i < d->nkeys; i++) {
 		k = &d->keys[i];
-		if ((mode == ES_MODE_L1 && name_is_l2(k->name)) ||
-		    (mode == ES_MODE_L2 && !name_is_l2(k->name)))
+		if ((mode == ES_MODE_L1 && es_name_is_l2(k->name)) ||
+		    (mode == ES_MODE_L2 && !es_name_is_l2(k->name)))
 			continue;
-		if (mode == ES_MODE_ALL && name_is_l2(k->name))
+		if (mode == ES_MODE_ALL && es_name_is_l2(k->name))
 			memmove(k->name, k->name + plen, strlen(k->name) - plen + 1);
-		for (j = 0; j < n; j++)
-			if (same_row(&d->keys[j], k) && !strcmp(d->keys[j].key, k->key))
-				break;
-		if (j < n) {
-			d->keys[j].count += k->count;
-			d->keys[j].cycles += k->cycles;
+		same = find_key(d->keys, n, k);
+		if (same) {
+			same->count += k->count;
+			same->cycles += k->cycles;
 		} else {
 			d->keys[n++] = *k;
 		}

@@ -130,10 +130,15 @@ enum es_mode {
 };
 
 /* An L2 row: ES_L2_PREFIX and a name. */
+static inline bool es_name_is_l2(const char *name)
+{
+	return !strncmp(name, ES_L2_PREFIX, sizeof(ES_L2_PREFIX) - 1) &&
+	       name[sizeof(ES_L2_PREFIX) - 1];
+}
+
 static inline bool es_is_l2(const struct es_row *row)
 {
-	return !strncmp(row->name, ES_L2_PREFIX, sizeof(ES_L2_PREFIX) - 1) &&
-	       row->name[sizeof(ES_L2_PREFIX) - 1];
+	return es_name_is_l2(row->name);
 }
 
 /* Apply @mode to @st's rows; TOTAL is recomputed unless ES_MODE_SPLIT. */

@@ -618,31 +618,25 @@ static bool cell(const struct view *v, const struct es_row *r, int col,
 	}
 }
 
-/* A cell of a sub-reason: only its name, count, times and shares. */
+/*
+ * A cell of a sub-reason: only its name, count, times and shares, shown
+ * as cell() shows those of a row with its count and cycles.
+ */
 static bool key_cell(const struct view *v, const struct es_key *k, int col,
 		     char *buf, size_t len)
 {
-	const struct es_row *t = &v->st->total;
+	struct es_row r = { .count = k->count, .cycles = k->cycles,
+			    .avg = k->cycles / k->count };
 
 	switch (col) {
 	case COL_REASON:
-		snprintf(buf, len, "%s", k->key);
-		return true;
 	case COL_COUNT:
-		snprintf(buf, len, "%llu", (unsigned long long)k->count);
-		return true;
 	case COL_COUNT_PCT:
-		snprintf(buf, len, "%.2f", pct(k->count, t->count));
-		return true;
 	case COL_TIME_PCT:
-		snprintf(buf, len, "%.2f", pct(k->cycles, t->cycles));
-		return true;
 	case COL_TOTAL:
-		fmt_time(v, k->cycles, buf, len);
-		return true;
 	case COL_AVG:
-		fmt_time(v, k->cycles / k->count, buf, len);
-		return true;
+		memcpy(r.name, k->key, sizeof(r.name));
+		return cell(v, &r, col, buf, len);
 	default:
 		return false;
 	}
