@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -1208,4 +1209,95 @@ def test_detail_malformed(viewer: Path, tmp_path: Path, case: str, rows: list[st
 def test_detail_usage_errors(viewer: Path, args: list[str], message: str) -> None:
     p = run(viewer, *args)
     assert p.returncode == 2, (p.stdout, p.stderr)
+    assert message in p.stderr
+
+
+# --hist: each reason's distribution as a bar chart (bpftrace's hist() style).
+HIST_CASES = {
+    "v2-vmx-demo-default": ("v2-vmx-demo", []),
+    "v2-vmx-demo-cycles-two": ("v2-vmx-demo", ["-u", "cycles", "HLT", "30"]),
+    "vmx-us-top2": ("vmx", ["-u", "us", "-t", "2"]),
+    "v3-svm-nested-l2": ("v3-svm-nested", ["--guest-mode", "l2"]),
+    "v2-vmx-demo-json": ("v2-vmx-demo", ["-J", "CPUID", "hlt"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HIST_CASES))
+def test_hist_golden(viewer: Path, case: str) -> None:
+    sample, args = HIST_CASES[case]
+    p = run(viewer, "--hist", "-f", str(SAMPLES[sample]), *args)
+    assert p.returncode == 0, p.stderr
+    golden = GOLDEN / f"hist-{case}.out"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(p.stdout)
+    assert p.stdout == golden.read_text()
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLES))
+def test_hist_charts_every_bucket(viewer: Path, sample: str) -> None:
+    """One line per non-empty bucket, counts that add up to the row's, the
+    largest bucket a full bar and the others in proportion, bounds that
+    are the layout's."""
+    st = parse(SAMPLES[sample].read_text())
+    p = run(viewer, "--hist", "-u", "cycles", "-f", str(SAMPLES[sample]))
+    assert p.returncode == 0, p.stderr
+    charts = p.stdout.split("\n\n")
+    assert len(charts) == sum(1 for r in st.rows.values() if r.count)
+    for chart in charts:
+        title, *lines = chart.strip("\n").split("\n")
+        m = re.fullmatch(r"(\S+)(?: \((\d+)\))?, (\d+) exits, in cycles:", title)
+        assert m, title
+        row = st.rows[m.group(1)]
+        assert int(m.group(3)) == row.count
+        want: list[tuple[tuple[int, float] | None, int]] = [
+            (bucket_bounds(st.layout, b), n) for b, n in sorted(row.hist.items())
+            if n and b]
+        if row.hist.get(0):
+            want.append((None, row.hist[0]))
+        assert len(lines) == len(want), chart
+        top = max(n for _, n in want)
+        for line, (bounds, n) in zip(lines, want):
+            lm = re.fullmatch(r"(\[(\d+), (\d+|inf)\)|untimed) +(\d+) \|(@*) *\|",
+                              line)
+            assert lm, line
+            if bounds is None:
+                assert lm.group(1) == "untimed"
+            else:
+                lo, hi = bounds
+                assert int(lm.group(2)) == lo
+                assert lm.group(3) == ("inf" if hi == math.inf else str(hi))
+            assert int(lm.group(4)) == n
+            assert len(lm.group(5)) == n * 40 // top
+            assert len(line.split("|")[1]) == 40
+
+
+def test_hist_json_buckets_add_up(viewer: Path) -> None:
+    st = parse(SAMPLES["v3-svm-nested"].read_text())
+    khz = int(st.header["tsc_khz"])
+    p = run(viewer, "--hist", "-J", "-f", str(SAMPLES["v3-svm-nested"]))
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert len(doc["histograms"]) == sum(1 for r in st.rows.values() if r.count)
+    for h in doc["histograms"]:
+        row = st.rows[h["name"]]
+        assert h["reason"] == row.reason
+        assert h["count"] == row.count
+        assert h["untimed"] + sum(b["count"] for b in h["buckets"]) == row.count
+        for b in h["buckets"]:
+            assert b["upper_cycles"] is None or b["lower_cycles"] < b["upper_cycles"]
+            assert abs(b["lower_ns"] - b["lower_cycles"] * 1e6 / khz) < 1e-3
+
+
+@pytest.mark.parametrize("args,status,message", [
+    (["--hist", "--csv"], 2, "--hist works with the table and --json only"),
+    (["--hist", "--prometheus"], 2, "--hist works with the table and --json only"),
+    (["--hist", "-o", "COUNT"], 2, "--hist works with the table and --json only"),
+    (["--hist", "-i", "1"], 2, "--hist works with the table and --json only"),
+    (["CPUID"], 2, "unexpected argument 'CPUID'"),
+    (["--hist", "CPUID", "NO_SUCH"], 1, "no exits of 'NO_SUCH' shown"),
+    (["--hist", "-t", "1", "HLT"], 1, "no exits of 'HLT' shown"),
+])
+def test_hist_errors(viewer: Path, args: list[str], status: int, message: str) -> None:
+    p = run(viewer, "-f", str(SAMPLES["v2-vmx-demo"]), *args)
+    assert p.returncode == status, p.stderr
     assert message in p.stderr

@@ -115,6 +115,8 @@ struct opts {
 	enum es_mode mode;
 	bool detail;		/* --detail: the sub-reasons as a tree */
 	const char *detail_file;
+	bool hist;		/* --hist: latency distributions as bar charts */
+	char **hist_reasons;	/* --hist's REASON arguments, NULL-terminated */
 };
 
 static const char *prog = "kvm-exitstat";
@@ -140,7 +142,8 @@ static void usage(FILE *out)
 
 	fprintf(out,
 		"Usage:\n"
-		" %s [options]\n\n"
+		" %s [options]\n"
+		" %s --hist [options] [REASON...]\n\n"
 		"Show KVM's per-reason VM-Exit statistics (debugfs exit_stats).\n\n"
 		"Scope (default: every VM of the host, destroyed ones included):\n"
 		" -p, --pid PID          all VMs of a process\n"
@@ -158,6 +161,8 @@ static void usage(FILE *out)
 		"     --detail           each reason's sub-reasons (which MSR, port, fault...)\n"
 		"                        under it, from exit_stats_detail (table and --json)\n"
 		"     --detail-file FILE with --file: the saved exit_stats_detail to use\n"
+		"     --hist             each reason's latency distribution as a bar chart\n"
+		"                        (REASONs: names or numbers; default: all shown)\n"
 		" -n, --noheadings       don't print headings\n"
 		" -u, --unit UNIT        time unit: cycles, ns, us or ms (default: tables\n"
 		"                        pick one per value, machine formats use ns)\n"
@@ -173,7 +178,7 @@ static void usage(FILE *out)
 		"                        under kernel lockdown)\n"
 		" -h, --help             display this help\n"
 		" -V, --version          display version\n\n"
-		"Available output columns:\n", prog);
+		"Available output columns:\n", prog, prog);
 	for (i = 0; i < NCOLS; i++)
 		fprintf(out, " %8s  %s\n", cols[i].name, cols[i].help);
 	fprintf(out, "\nP50, P90 and P99 are estimates: interpolated linearly within the histogram\n"
@@ -936,6 +941,229 @@ static void print_stats(const struct view *v)
 	}
 }
 
+/* ----- histograms ----- */
+
+#define HIST_BAR	40
+
+/* Does @r match one of --hist's REASONs (a name, any case, or a number)? */
+static bool hist_wanted(const struct opts *o, const struct es_row *r, bool *used)
+{
+	size_t i;
+	bool any = false;
+
+	if (!o->hist_reasons)
+		return true;
+	for (i = 0; o->hist_reasons[i]; i++) {
+		const char *a = o->hist_reasons[i];
+		char *end;
+		unsigned long nr;
+
+		errno = 0;
+		nr = strtoul(a, &end, 0);
+		if (!strcasecmp(a, r->name) ||
+		    (!errno && end != a && !*end && r->has_reason && nr == r->reason)) {
+			used[i] = true;
+			any = true;
+		}
+	}
+	return any;
+}
+
+/* @cycles in @unit: 4 significant digits, all of them from 10000 on. */
+static void hist_num(const struct es_stats *st, enum unit unit, uint64_t cycles,
+		     char *buf, size_t len)
+{
+	static const double per_ns[] = { [U_NS] = 1, [U_US] = 1e3, [U_MS] = 1e6 };
+	double v;
+
+	if (unit == U_CYCLES) {
+		snprintf(buf, len, "%llu", (unsigned long long)cycles);
+		return;
+	}
+	v = (double)cycles * 1e6 / (double)st->tsc_khz / per_ns[unit];
+	snprintf(buf, len, v < 1e4 ? "%.4g" : "%.0f", v);
+}
+
+/*
+ * The unit of @r's chart: -u's, or the one in which its largest finite
+ * bucket bound is below 10000.
+ */
+static enum unit hist_unit(const struct opts *o, const struct es_stats *st,
+			   const struct es_row *r)
+{
+	uint64_t lo, hi, top = 0;
+	unsigned int b;
+	double ns;
+
+	if (o->unit != U_AUTO)
+		return o->unit;
+	for (b = 1; b < st->layout.nbuckets; b++) {
+		if (!r->hist[b])
+			continue;
+		es_bucket_bounds(&st->layout, b, &lo, &hi);
+		top = hi == ES_INF ? lo : hi;
+	}
+	ns = (double)top * 1e6 / (double)st->tsc_khz;
+	return ns < 1e4 ? U_NS : ns < 1e7 ? U_US : U_MS;
+}
+
+/* One reason's chart: a title, then a line per non-empty bucket. */
+static void hist_table(const struct opts *o, const struct es_stats *st,
+		       const struct es_row *r)
+{
+	enum unit unit = hist_unit(o, st, r);
+	uint64_t lo, hi, max = 0;
+	char a[32], z[32], label[80];
+	unsigned int b;
+	int lw = 0, cw = 1, n;
+
+	for (b = 0; b < st->layout.nbuckets; b++) {
+		if (!r->hist[b])
+			continue;
+		if (r->hist[b] > max)
+			max = r->hist[b];
+		es_bucket_bounds(&st->layout, b, &lo, &hi);
+		hist_num(st, unit, lo, a, sizeof(a));
+		hist_num(st, unit, hi, z, sizeof(z));
+		n = b ? snprintf(label, sizeof(label), "[%s, %s)", a,
+				 hi == ES_INF ? "inf" : z) :
+			(int)strlen("untimed");
+		if (n > lw)
+			lw = n;
+		n = snprintf(a, sizeof(a), "%llu", (unsigned long long)r->hist[b]);
+		if (n > cw)
+			cw = n;
+	}
+	if (!o->noheadings) {
+		printf("%s", r->name);
+		if (r->has_reason)
+			printf(" (%u)", r->reason);
+		printf(", %llu exits, in %s:\n", (unsigned long long)r->count,
+		       unit_names[unit]);
+	}
+	/* Bucket 0, the exits without a time, last. */
+	for (b = 1; b <= st->layout.nbuckets; b++) {
+		unsigned int i = b % st->layout.nbuckets;
+
+		if (!r->hist[i])
+			continue;
+		es_bucket_bounds(&st->layout, i, &lo, &hi);
+		hist_num(st, unit, lo, a, sizeof(a));
+		hist_num(st, unit, hi, z, sizeof(z));
+		if (i)
+			snprintf(label, sizeof(label), "[%s, %s)", a,
+				 hi == ES_INF ? "inf" : z);
+		else
+			snprintf(label, sizeof(label), "untimed");
+		n = (int)(r->hist[i] * HIST_BAR / max);
+		printf("%-*s %*llu |%.*s%*s|\n", lw, label, cw,
+		       (unsigned long long)r->hist[i], n,
+		       "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@", HIST_BAR - n, "");
+	}
+}
+
+/* A JSON string: the names are the file's words, escaped all the same. */
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+static void json_bound(const struct es_stats *st, const char *name, uint64_t v,
+		       bool ns)
+{
+	if (v == ES_INF)
+		printf("\"%s\": null", name);
+	else if (ns)
+		printf("\"%s\": %.3f", name, (double)v * 1e6 / (double)st->tsc_khz);
+	else
+		printf("\"%s\": %llu", name, (unsigned long long)v);
+}
+
+/* One reason's buckets, with bounds in cycles and in ns. */
+static void hist_json(const struct es_stats *st, const struct es_row *r,
+		      bool first)
+{
+	uint64_t lo, hi;
+	unsigned int b;
+	bool any = false;
+
+	printf("%s\n    {\"reason\": ", first ? "" : ",");
+	if (r->has_reason)
+		printf("%u", r->reason);
+	else
+		printf("null");
+	printf(", \"name\": ");
+	json_str(r->name);
+	printf(", \"count\": %llu, \"untimed\": %llu,\n     \"buckets\": [",
+	       (unsigned long long)r->count, (unsigned long long)r->hist[0]);
+	for (b = 1; b < st->layout.nbuckets; b++) {
+		if (!r->hist[b])
+			continue;
+		es_bucket_bounds(&st->layout, b, &lo, &hi);
+		printf("%s\n       {", any ? "," : "");
+		json_bound(st, "lower_cycles", lo, false);
+		printf(", ");
+		json_bound(st, "upper_cycles", hi, false);
+		printf(", ");
+		json_bound(st, "lower_ns", lo, true);
+		printf(", ");
+		json_bound(st, "upper_ns", hi, true);
+		printf(", \"count\": %llu}", (unsigned long long)r->hist[b]);
+		any = true;
+	}
+	printf("%s]}", any ? "\n     " : "");
+}
+
+/* --hist: the charts of the rows shown, or of the REASONs asked for. */
+static int print_hists(const struct opts *o, struct es_stats *st)
+{
+	size_t i, nr = 0, n = select_rows(o, st);
+	bool *used, first = true;
+	int status = EXIT_OK;
+
+	while (o->hist_reasons && o->hist_reasons[nr])
+		nr++;
+	used = calloc(nr + 1, sizeof(*used));
+	if (!used)
+		die(EXIT_RUNTIME, "out of memory");
+	if (o->format == F_JSON)
+		printf("{\"histograms\": [");
+	for (i = 0; i < n; i++) {
+		const struct es_row *r = &st->rows[i];
+
+		if (!hist_wanted(o, r, used) || !r->count)
+			continue;
+		if (o->format == F_JSON) {
+			hist_json(st, r, first);
+		} else {
+			if (!first)
+				putchar('\n');
+			hist_table(o, st, r);
+		}
+		first = false;
+	}
+	if (o->format == F_JSON)
+		printf("%s]}\n", first ? "" : "\n");
+	for (i = 0; i < nr; i++) {
+		if (!used[i]) {
+			fprintf(stderr, "%s: no exits of '%s' shown\n", prog,
+				o->hist_reasons[i]);
+			status = EXIT_RUNTIME;
+		}
+	}
+	free(used);
+	return status;
+}
+
 /* ----- live mode ----- */
 
 static void on_signal(int sig)
@@ -1106,7 +1334,7 @@ static void close_stdout(void)
 int main(int argc, char **argv)
 {
 	enum { OPT_VM = 256, OPT_VCPU, OPT_RAW, OPT_CSV, OPT_PROM, OPT_RESET,
-	       OPT_MODE, OPT_DETAIL, OPT_DETAIL_FILE };
+	       OPT_MODE, OPT_DETAIL, OPT_DETAIL_FILE, OPT_HIST };
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },
 		{ "vm", required_argument, NULL, OPT_VM },
@@ -1129,6 +1357,7 @@ int main(int argc, char **argv)
 		{ "guest-mode", required_argument, NULL, OPT_MODE },
 		{ "detail", no_argument, NULL, OPT_DETAIL },
 		{ "detail-file", required_argument, NULL, OPT_DETAIL_FILE },
+		{ "hist", no_argument, NULL, OPT_HIST },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -1186,6 +1415,7 @@ int main(int argc, char **argv)
 		case OPT_MODE: o.mode = parse_mode(optarg); break;
 		case OPT_DETAIL: o.detail = true; break;
 		case OPT_DETAIL_FILE: o.detail = true; o.detail_file = optarg; break;
+		case OPT_HIST: o.hist = true; break;
 		case 'h': usage(stdout); break;
 		case 'V': printf("%s %s\n", prog, VERSION); return EXIT_OK;
 		default:
@@ -1193,8 +1423,13 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind < argc)
+	if (optind < argc && !o.hist)
 		die(EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
+	if (optind < argc)
+		o.hist_reasons = argv + optind;
+	if (o.hist && (o.format == F_CSV || o.format == F_PROM || o.detail ||
+		       o.interval > 0 || o.reset || outlist))
+		die(EXIT_USAGE, "--hist works with the table and --json only (no --csv, --prometheus, --detail, --interval, --reset or --output)");
 	if (nformats > 1)
 		die(EXIT_USAGE, "--json, --csv and --prometheus are mutually exclusive");
 	if (o.file && (o.pid >= 0 || o.vm || o.vcpu >= 0))
@@ -1248,6 +1483,12 @@ int main(int argc, char **argv)
 		struct view v = { &o, &st, 0, NULL };
 
 		read_scope(&o, &st);
+		if (o.hist) {
+			int status = print_hists(&o, &st);
+
+			es_free(&st);
+			return status;
+		}
 		if (o.detail) {
 			read_detail(&o, &st, &d);
 			v.detail = &d;
