@@ -82,6 +82,12 @@ fuzz: $(FUZZER)
 install: $(VIEWER)
 	install -D -m 0755 $(VIEWER) $(DESTDIR)$(PREFIX)/bin/kvm-exitstat
 	install -D -m 0644 userspace/kvm-exitstat.1 $(DESTDIR)$(PREFIX)/share/man/man1/kvm-exitstat.1
+	install -D -m 0755 userspace/kvm-exitstat-textfile $(DESTDIR)$(PREFIX)/bin/kvm-exitstat-textfile
+	sed "s,/usr/local/bin/,$(PREFIX)/bin/," userspace/systemd/kvm-exitstat-textfile.service | \
+		install -D -m 0644 /dev/stdin \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system/kvm-exitstat-textfile.service
+	install -D -m 0644 userspace/systemd/kvm-exitstat-textfile.timer \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system/kvm-exitstat-textfile.timer
 
 deps:
 	@tests/install-deps
@@ -152,7 +158,7 @@ stress: selftest exitload $(VIEWER)
 		$(PYTHON) -m pytest -c tests/pytest.ini tests/test_stress.py $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(BUILD)/kobj $(BUILD)/kdebug $(BUILD)/kkcsan $(BUILD)/kkcsan-base $(BUILD)/kseries \
+	rm -rf $(BUILD)/kobj $(BUILD)/kdebug $(BUILD)/kkcsan $(BUILD)/kkcsan-base $(BUILD)/kseries $(BUILD)/kseries-* \
 		$(BUILD)/selftest $(EXITLOAD) $(KESIO) $(KESVGA) $(KESBENCH) $(KESSTRESS) \
 		$(VIEWER) $(ASAN_VIEWER) $(FUZZER) tests/__pycache__
 
