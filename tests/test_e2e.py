@@ -5,6 +5,7 @@ checks one property of what it printed.
 """
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -452,6 +453,31 @@ def test_viewer_scopes_match_debugfs(run: GuestRun) -> None:
             __import__("json").loads(run["viewer-json"])["exit_stats"]}
     assert rows[cpuid]["count"] == 600
     assert rows[cpuid]["total"] == stats(run, "R0-vm1").rows[cpuid].cycles
+
+
+def test_viewer_per_vm_and_vcpu_match_their_files(run: GuestRun) -> None:
+    """--per: a row per live VM (the host file's destroyed VMs are not one)
+    and per vCPU, each with the exits and cycles of its own file, the
+    process's name, and the reason with the most exits."""
+    vms = json.loads(run["viewer-per-vm"])["vms"]
+    assert [v["comm"] for v in vms] == ["exitload", "exitload"]
+    cpuid = NAMES[vendor_of(run)]["cpuid"]
+    # Most exits first: VM1 (2 x 300 CPUID) before VM2 (200).
+    for v, section in zip(vms, ("R0-vm1", "R0-vm2")):
+        s = stats(run, section)
+        assert (v["exits"], v["total"]) == (s.total.count, s.total.cycles)
+        assert v["pid"] == int(v["vm"].split("-")[0])
+        assert v["top"] == cpuid
+        assert v["top%"] == pytest.approx(100 * s.rows[cpuid].count / s.total.count,
+                                          abs=0.01)
+    assert sum(v["time%"] for v in vms) == pytest.approx(100, abs=0.02)
+    vcpus = json.loads(run["viewer-per-vcpu"])["vcpus"]
+    assert [c["vcpu"] for c in vcpus] == [0, 1]
+    for c in vcpus:
+        s = stats(run, f"R0-vm1-vcpu{c['vcpu']}")
+        assert (c["exits"], c["total"]) == (s.total.count, s.total.cycles)
+        # --vm $VM1: the VM that the table put first.
+        assert c["vm"] == vms[0]["vm"] and c["comm"] == "exitload"
 
 
 def test_viewer_reset(run: GuestRun) -> None:

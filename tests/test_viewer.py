@@ -1301,3 +1301,152 @@ def test_hist_errors(viewer: Path, args: list[str], status: int, message: str) -
     p = run(viewer, "-f", str(SAMPLES["v2-vmx-demo"]), *args)
     assert p.returncode == status, p.stderr
     assert message in p.stderr
+
+
+# --per vm|vcpu on a debugfs tree under --sysroot: two VMs of the test's own
+# process (so that /proc/PID/comm is real) and one of a process that is gone.
+@pytest.fixture
+def sysroot(tmp_path: Path) -> Path:
+    kvm = tmp_path / "sys/kernel/debug/kvm"
+    me, gone = os.getpid(), 2 ** 22 + 7        # above pid_max's default
+    files = {
+        "exit_stats": "v2-vmx-demo",
+        f"{me}-11/exit_stats": "v2-vmx-demo-later",
+        f"{me}-11/vcpu0/exit_stats": "v2-vmx-demo",
+        f"{me}-11/vcpu1/exit_stats": "v2-vmx-demo-reset",
+        f"{me}-9/exit_stats": "v2-vmx-demo-reset",
+        f"{gone}-3/exit_stats": "v2-vmx-demo-reset",
+        f"{gone}-3/vcpu0/exit_stats": "v2-vmx-demo-reset",
+    }
+    for f, sample in files.items():
+        (kvm / f).parent.mkdir(parents=True, exist_ok=True)
+        (kvm / f).write_text((DATA / f"exit_stats-{sample}.txt").read_text())
+    (kvm / "not-a-vm").mkdir()
+    (tmp_path / "proc" / str(me)).mkdir(parents=True)
+    (tmp_path / "proc" / str(me) / "comm").write_text("qemu-guest1\n")
+    return tmp_path
+
+
+def per_rows(viewer: Path, root: Path, *args: str) -> list[dict]:
+    p = run(viewer, "--sysroot", str(root), "-J", "--raw", *args)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    return doc["vms"] if "vms" in doc else doc["vcpus"]
+
+
+def test_per_vm_rows_are_their_files(viewer: Path, sysroot: Path) -> None:
+    me = os.getpid()
+    rows = per_rows(viewer, sysroot, "--per", "vm")
+    # Most exits first; the host's own file and not-a-vm are no VM.
+    assert [r["vm"] for r in rows] == [f"{me}-11", f"{me}-9", f"{2 ** 22 + 7}-3"]
+    assert [r["comm"] for r in rows] == ["qemu-guest1", "qemu-guest1", "?"]
+    total = 0
+    for r in rows:
+        f = sysroot / "sys/kernel/debug/kvm" / r["vm"] / "exit_stats"
+        st = parse(f.read_text())
+        top = max(st.rows.values(), key=lambda x: x.count)
+        assert (r["exits"], r["total"], r["avg"]) == \
+            (st.total.count, st.total.cycles, st.total.avg)
+        assert (r["top"], r["pid"]) == (top.name, int(r["vm"].split("-")[0]))
+        assert r["top%"] == pytest.approx(100 * top.count / st.total.count, abs=0.005)
+        total += st.total.cycles
+    for r in rows:
+        assert r["time%"] == pytest.approx(100 * r["total"] / total, abs=0.005)
+
+
+def test_per_vcpu_sorts_filters_and_tops(viewer: Path, sysroot: Path) -> None:
+    me = os.getpid()
+    rows = per_rows(viewer, sysroot, "--per", "vcpu", "-s", "name")
+    assert [(r["vm"], r["vcpu"]) for r in rows] == \
+        [(f"{me}-11", 0), (f"{me}-11", 1), (f"{2 ** 22 + 7}-3", 0)]
+    rows = per_rows(viewer, sysroot, "--per", "vcpu", "--vm", f"{me}-11", "-s", "-count")
+    assert [r["vcpu"] for r in rows] == [1, 0]
+    assert rows[0]["exits"] == 220 and rows[1]["exits"] == 11303
+    rows = per_rows(viewer, sysroot, "--per", "vm", "-p", str(me), "-t", "1", "-s", "avg")
+    assert [r["vm"] for r in rows] == [f"{me}-11"]
+    p = run(viewer, "--sysroot", str(sysroot), "--per", "vm", "--csv", "-u", "cycles")
+    lines = list(csv.reader(io.StringIO(p.stdout)))
+    assert lines[0] == ["VM", "PID", "COMM", "EXITS", "TOTAL", "TIME%", "AVG", "TOP", "TOP%"]
+    later = parse((DATA / "exit_stats-v2-vmx-demo-later.txt").read_text())
+    assert lines[1][:5] == [f"{me}-11", str(me), "qemu-guest1",
+                            str(later.total.count), str(later.total.cycles)]
+    table = run(viewer, "--sysroot", str(sysroot), "--per", "vm").stdout.splitlines()
+    assert table[0].split() == ["VM", "PID", "COMM", "EXITS", "TOTAL", "TIME%", "AVG",
+                                "TOP", "TOP%"]
+    assert len(table) == 4
+
+
+def test_per_vm_prometheus_has_vm_labels(viewer: Path, sysroot: Path) -> None:
+    me = os.getpid()
+    p = run(viewer, "--sysroot", str(sysroot), "--per", "vm", "--prometheus")
+    assert p.returncode == 0, p.stderr
+    check = subprocess.run(["promtool", "check", "metrics"], input=p.stdout,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert (f'kvm_exits_total{{vendor="VMX",reason="CPUID",nr="10",vm="{me}-11",'
+            f'comm="qemu-guest1"}} 10500') in p.stdout.splitlines()
+    assert p.stdout.count("# TYPE kvm_exits_total counter") == 1
+    vms = set(re.findall(r'vm="([^"]+)"', p.stdout))
+    assert vms == {f"{me}-11", f"{me}-9", f"{2 ** 22 + 7}-3"}
+
+
+def test_per_live_survives_vms_coming_and_going(viewer: Path, sysroot: Path) -> None:
+    """A VM destroyed, one created and one reset between two reads: the
+    new one and the reset one count from their start, never negative."""
+    me = os.getpid()
+    kvm = sysroot / "sys/kernel/debug/kvm"
+
+    def churn() -> None:
+        time.sleep(0.6)
+        shutil.rmtree(kvm / f"{2 ** 22 + 7}-3")
+        (kvm / f"{me}-12").mkdir()
+        (kvm / f"{me}-12/exit_stats").write_text(
+            (DATA / "exit_stats-v2-vmx-demo-reset.txt").read_text())
+        (kvm / f"{me}-11/exit_stats").write_text(
+            (DATA / "exit_stats-v2-vmx-demo-reset.txt").read_text())
+
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        p = run(viewer, "--sysroot", str(sysroot), "--per", "vm", "-i", "0.4",
+                "-c", "3", "-J", "--raw")
+    finally:
+        t.join()
+    assert p.returncode == 0, p.stderr
+    docs = [json.loads(d) for d in re.split(r"(?<=\})\n(?=\{)", p.stdout.strip())]
+    assert len(docs) == 3
+    last = {r["vm"]: r for r in docs[-1]["vms"]}
+    assert set(last) == {f"{me}-11", f"{me}-9", f"{me}-12"}
+    for doc in docs:
+        for r in doc["vms"]:
+            # RATE is null where the file's since_reset_ns did not move.
+            assert r["exits"] >= 0 and (r["rate"] is None or r["rate"] >= 0)
+    # The reset VM and the new one show all they have, 220 exits.
+    changed = [{r["vm"]: r["exits"] for r in d["vms"]} for d in docs]
+    assert any(c.get(f"{me}-12") == 220 for c in changed)
+    assert any(c.get(f"{me}-11") == 220 for c in changed)
+    assert all(c.get(f"{me}-9", 0) == 0 for c in changed)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--per", "host"], "unknown --per 'host' (vm or vcpu)"),
+    (["--per", "vm", "-f", "x"], "--per reads the VMs of debugfs"),
+    (["--per", "vm", "--hist"], "--per reads the VMs of debugfs"),
+    (["--per", "vm", "-o", "VM"], "--per reads the VMs of debugfs"),
+    (["--per", "vcpu", "--prometheus"], "--prometheus has per-VM series at most"),
+    (["--per", "vm", "-s", "p99"], "with --per, sort by count, total, avg or name"),
+    (["--sysroot", ""], "--sysroot needs a directory"),
+])
+def test_per_usage_errors(viewer: Path, args: list[str], message: str) -> None:
+    p = run(viewer, *args)
+    assert p.returncode == 2, p.stderr
+    assert message in p.stderr
+
+
+def test_per_explains_a_missing_vm(viewer: Path, sysroot: Path) -> None:
+    p = run(viewer, "--sysroot", str(sysroot), "--per", "vcpu", "--vm", "1-1")
+    assert p.returncode == 1
+    assert "no VM 1-1" in p.stderr
+    p = run(viewer, "--sysroot", str(sysroot / "nothing"), "--per", "vm")
+    assert p.returncode == 1
+    assert "KVM is not loaded" in p.stderr

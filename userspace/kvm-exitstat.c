@@ -7,6 +7,7 @@
  * Prometheus text.  With --interval it prints the change between reads.
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -115,12 +116,16 @@ struct opts {
 	enum es_mode mode;
 	bool detail;		/* --detail: the sub-reasons as a tree */
 	const char *detail_file;
+	enum per { PER_NONE, PER_VM, PER_VCPU } per;	/* --per */
 	bool hist;		/* --hist: latency distributions as bar charts */
 	char **hist_reasons;	/* --hist's REASON arguments, NULL-terminated */
 };
 
 static const char *prog = "kvm-exitstat";
 static volatile sig_atomic_t stop;
+/* --sysroot: where /sys and /proc are ("" for /), and KVM's debugfs in it. */
+static const char *sysroot = "";
+static char kvm_dir[PATH_MAX] = KVM_DIR;
 
 static void __attribute__((format(printf, 2, 3), noreturn))
 die(int status, const char *fmt, ...)
@@ -163,6 +168,8 @@ static void usage(FILE *out)
 		"     --detail-file FILE with --file: the saved exit_stats_detail to use\n"
 		"     --hist             each reason's latency distribution as a bar chart\n"
 		"                        (REASONs: names or numbers; default: all shown)\n"
+		"     --per vm|vcpu      a row per VM or per vCPU of the scope: exits, time,\n"
+		"                        top reason, the process's name (not with --file)\n"
 		" -n, --noheadings       don't print headings\n"
 		" -u, --unit UNIT        time unit: cycles, ns, us or ms (default: tables\n"
 		"                        pick one per value, machine formats use ns)\n"
@@ -174,6 +181,7 @@ static void usage(FILE *out)
 		" -i, --interval SEC     print the change every SEC seconds\n"
 		" -c, --count N          stop after N intervals\n\n"
 		"Other:\n"
+		"     --sysroot DIR      read DIR/sys/kernel/debug/kvm and DIR/proc instead\n"
 		"     --reset            reset the counters of the scope (root; refused\n"
 		"                        under kernel lockdown)\n"
 		" -h, --help             display this help\n"
@@ -323,6 +331,20 @@ die_eperm(const char *what, const char *path, const char *why)
 	    what, path, strerror(EPERM), mode, why);
 }
 
+/* Does @dir/@name exist? */
+static bool fexists(const char *dir, const char *name)
+{
+	struct stat st;
+	char *path;
+	bool r;
+
+	if (asprintf(&path, "%s/%s", dir, name) < 0)
+		die(EXIT_RUNTIME, "out of memory");
+	r = !stat(path, &st);
+	free(path);
+	return r;
+}
+
 /* Explain why a debugfs path could not be opened, and how to fix it. */
 static void __attribute__((noreturn)) die_open(const char *path, int err)
 {
@@ -335,13 +357,13 @@ static void __attribute__((noreturn)) die_open(const char *path, int err)
 	if (err == EPERM)
 		die_eperm("", path,
 			  "this may be a kernel with the first version of exit_stats (mode 0600, no exit_stats_reset), whose files lockdown refuses even for reading: boot without lockdown to read them");
-	if (err == ENOENT && strncmp(path, DEBUGFS "/", strlen(DEBUGFS) + 1) == 0) {
-		if (!is_debugfs_mounted())
+	if (err == ENOENT && strncmp(path, kvm_dir, strlen(kvm_dir)) == 0) {
+		if (!*sysroot && !is_debugfs_mounted())
 			die(EXIT_RUNTIME, "%s: debugfs not mounted: mount -t debugfs none " DEBUGFS,
 			    path);
-		if (stat(KVM_DIR, &st))
-			die(EXIT_RUNTIME, "%s: KVM is not loaded (no " KVM_DIR ")", path);
-		if (stat(KVM_DIR "/" STATS, &st))
+		if (stat(kvm_dir, &st))
+			die(EXIT_RUNTIME, "%s: KVM is not loaded (no %s)", path, kvm_dir);
+		if (!fexists(kvm_dir, STATS))
 			die(EXIT_RUNTIME, "%s: kernel without kvm exit_stats support (CONFIG_KVM_EXIT_STATS)",
 			    path);
 	}
@@ -404,23 +426,23 @@ static size_t scope_paths(const struct opts *o, char ***out)
 	if (o->pid >= 0) {
 		char prefix[32];
 		struct dirent *d;
-		DIR *dir = opendir(KVM_DIR);
+		DIR *dir = opendir(kvm_dir);
 
 		if (!dir)
-			die_open(KVM_DIR "/" STATS, errno);
+			die_open(kvm_dir, errno);
 		snprintf(prefix, sizeof(prefix), "%ld-", o->pid);
 		while ((d = readdir(dir))) {
 			if (strncmp(d->d_name, prefix, strlen(prefix)))
 				continue;
 			paths = realloc(paths, (n + 1) * sizeof(*paths));
-			if (!paths || asprintf(&paths[n], KVM_DIR "/%s/" STATS, d->d_name) < 0)
+			if (!paths || asprintf(&paths[n], "%s/%s/" STATS, kvm_dir, d->d_name) < 0)
 				die(EXIT_RUNTIME, "out of memory");
 			n++;
 		}
 		closedir(dir);
 		if (!n)
-			die(EXIT_RUNTIME, "process %ld has no VM (no " KVM_DIR "/%s*)",
-			    o->pid, prefix);
+			die(EXIT_RUNTIME, "process %ld has no VM (no %s/%s*)",
+			    o->pid, kvm_dir, prefix);
 		*out = paths;
 		return n;
 	}
@@ -431,13 +453,14 @@ static size_t scope_paths(const struct opts *o, char ***out)
 	if (o->file)
 		paths[0] = strdup(o->file);
 	else if (o->vm && o->vcpu >= 0 &&
-		 asprintf(&paths[0], KVM_DIR "/%s/vcpu%ld/" STATS, o->vm, o->vcpu) < 0)
+		 asprintf(&paths[0], "%s/%s/vcpu%ld/" STATS, kvm_dir, o->vm, o->vcpu) < 0)
 		paths[0] = NULL;
 	else if (o->vm && o->vcpu < 0 &&
-		 asprintf(&paths[0], KVM_DIR "/%s/" STATS, o->vm) < 0)
+		 asprintf(&paths[0], "%s/%s/" STATS, kvm_dir, o->vm) < 0)
 		paths[0] = NULL;
-	else if (!o->vm)
-		paths[0] = strdup(KVM_DIR "/" STATS);
+	else if (!o->vm &&
+		 asprintf(&paths[0], "%s/" STATS, kvm_dir) < 0)
+		paths[0] = NULL;
 	if (!paths[0])
 		die(EXIT_RUNTIME, "out of memory");
 	*out = paths;
@@ -850,7 +873,7 @@ static void print_csv(const struct view *v, size_t nrows)
 }
 
 static void prom_series(const char *name, const struct es_stats *st,
-			const struct es_row *r, const char *le)
+			const struct es_row *r, const char *le, const char *extra)
 {
 	const char *s;
 
@@ -863,65 +886,91 @@ static void prom_series(const char *name, const struct es_stats *st,
 	printf("\"");
 	if (r->has_reason)
 		printf(",nr=\"%u\"", r->reason);
+	printf("%s", extra);
 	if (le)
 		printf(",le=\"%s\"", le);
 	printf("} ");
 }
 
-/* Text exposition format: counters and a histogram in seconds. */
-static void print_prometheus(const struct view *v, size_t nrows)
+/*
+ * Text exposition format: counters and a histogram in seconds, of @n
+ * scopes: @sts[i]'s first @nrows[i] rows, with the labels @extras[i] (""
+ * or ",vm=...,comm=...") added to each series.
+ */
+static void print_prometheus_of(struct es_stats *const *sts, const size_t *nrows,
+				char *const *extras, size_t n)
 {
-	const struct es_stats *st = v->st;
-	double hz = (double)st->tsc_khz * 1e3;
 	char le[32];
 	unsigned int b;
-	size_t i;
+	size_t i, k;
+	bool fastpath = false;
 
 	printf("# HELP kvm_exits_total VM-Exits handled by KVM, by exit reason.\n"
 	       "# TYPE kvm_exits_total counter\n");
-	for (i = 0; i < nrows; i++) {
-		prom_series("kvm_exits_total", st, &st->rows[i], NULL);
-		printf("%llu\n", (unsigned long long)st->rows[i].count);
+	for (k = 0; k < n; k++) {
+		fastpath |= sts[k]->layout.version >= 3;
+		for (i = 0; i < nrows[k]; i++) {
+			prom_series("kvm_exits_total", sts[k], &sts[k]->rows[i], NULL, extras[k]);
+			printf("%llu\n", (unsigned long long)sts[k]->rows[i].count);
+		}
 	}
-	if (st->layout.version >= 3) {
+	if (fastpath) {
 		printf("# HELP kvm_exits_fastpath_total VM-Exits that KVM handled in its fastpath, by exit reason.\n"
 		       "# TYPE kvm_exits_fastpath_total counter\n");
-		for (i = 0; i < nrows; i++) {
-			prom_series("kvm_exits_fastpath_total", st, &st->rows[i], NULL);
-			printf("%llu\n", (unsigned long long)st->rows[i].fastpath);
+		for (k = 0; k < n; k++) {
+			if (sts[k]->layout.version < 3)
+				continue;
+			for (i = 0; i < nrows[k]; i++) {
+				prom_series("kvm_exits_fastpath_total", sts[k],
+					    &sts[k]->rows[i], NULL, extras[k]);
+				printf("%llu\n", (unsigned long long)sts[k]->rows[i].fastpath);
+			}
 		}
 	}
 	printf("# HELP kvm_exit_handling_seconds Time KVM took to handle a VM-Exit, measured exits only.\n"
 	       "# TYPE kvm_exit_handling_seconds histogram\n");
-	for (i = 0; i < nrows; i++) {
-		const struct es_row *r = &st->rows[i];
-		uint64_t cum = 0, lo, hi;
+	for (k = 0; k < n; k++) {
+		const struct es_stats *st = sts[k];
+		double hz = (double)st->tsc_khz * 1e3;
 
-		/*
-		 * The file's buckets, cumulative: le is the upper bound of
-		 * bucket b (version 1: 2^b cycles), after an le of 1 cycle,
-		 * below which nothing is; the last bucket is open (+Inf).  The
-		 * exits in bucket 0 have no time: they are left out, so that
-		 * _sum / _count is the average.
-		 */
-		for (b = 0; b < st->layout.nbuckets - 1; b++) {
-			if (b) {
-				cum += r->hist[b];
-				es_bucket_bounds(&st->layout, b, &lo, &hi);
-			} else {
-				hi = 1;
+		for (i = 0; i < nrows[k]; i++) {
+			const struct es_row *r = &st->rows[i];
+			uint64_t cum = 0, lo, hi;
+
+			/*
+			 * The file's buckets, cumulative: le is the upper bound
+			 * of bucket b (version 1: 2^b cycles), after an le of 1
+			 * cycle, below which nothing is; the last bucket is open
+			 * (+Inf).  The exits in bucket 0 have no time: they are
+			 * left out, so that _sum / _count is the average.
+			 */
+			for (b = 0; b < st->layout.nbuckets - 1; b++) {
+				if (b) {
+					cum += r->hist[b];
+					es_bucket_bounds(&st->layout, b, &lo, &hi);
+				} else {
+					hi = 1;
+				}
+				snprintf(le, sizeof(le), "%.6g", (double)hi / hz);
+				prom_series("kvm_exit_handling_seconds_bucket", st, r, le,
+					    extras[k]);
+				printf("%llu\n", (unsigned long long)cum);
 			}
-			snprintf(le, sizeof(le), "%.6g", (double)hi / hz);
-			prom_series("kvm_exit_handling_seconds_bucket", st, r, le);
-			printf("%llu\n", (unsigned long long)cum);
+			prom_series("kvm_exit_handling_seconds_bucket", st, r, "+Inf", extras[k]);
+			printf("%llu\n", (unsigned long long)es_measured(r));
+			prom_series("kvm_exit_handling_seconds_sum", st, r, NULL, extras[k]);
+			printf("%.9g\n", (double)r->cycles / hz);
+			prom_series("kvm_exit_handling_seconds_count", st, r, NULL, extras[k]);
+			printf("%llu\n", (unsigned long long)es_measured(r));
 		}
-		prom_series("kvm_exit_handling_seconds_bucket", st, r, "+Inf");
-		printf("%llu\n", (unsigned long long)es_measured(r));
-		prom_series("kvm_exit_handling_seconds_sum", st, r, NULL);
-		printf("%.9g\n", (double)r->cycles / hz);
-		prom_series("kvm_exit_handling_seconds_count", st, r, NULL);
-		printf("%llu\n", (unsigned long long)es_measured(r));
 	}
+}
+
+static void print_prometheus(const struct view *v, size_t nrows)
+{
+	char *none = "";
+
+	print_prometheus_of(&v->st, &nrows, &none, 1);
 }
 
 static void print_stats(const struct view *v)
@@ -1172,6 +1221,16 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
+/* A copy of @src in @dst, rows included; es_free() it. */
+static void stats_dup(const struct es_stats *src, struct es_stats *dst)
+{
+	*dst = *src;
+	dst->rows = malloc((src->nrows ? src->nrows : 1) * sizeof(*dst->rows));
+	if (!dst->rows)
+		die(EXIT_RUNTIME, "out of memory");
+	memcpy(dst->rows, src->rows, src->nrows * sizeof(*dst->rows));
+}
+
 /*
  * @cur minus @prev into @delta.  Returns false when the counters went back,
  * i.e. were reset between the reads: then @delta is @cur, all since reset.
@@ -1182,11 +1241,7 @@ static bool stats_delta(const struct es_stats *prev, const struct es_stats *cur,
 	size_t i;
 	unsigned int b;
 
-	*delta = *cur;
-	delta->rows = malloc((cur->nrows ? cur->nrows : 1) * sizeof(*delta->rows));
-	if (!delta->rows)
-		die(EXIT_RUNTIME, "out of memory");
-	memcpy(delta->rows, cur->rows, cur->nrows * sizeof(*delta->rows));
+	stats_dup(cur, delta);
 	/* A reset, or another histogram layout (another kernel): all new. */
 	if (cur->since_ns < prev->since_ns ||
 	    !es_layout_equal(&cur->layout, &prev->layout))
@@ -1258,6 +1313,432 @@ static void live(struct opts *o)
 		prev = cur;
 	}
 	es_free(&prev);
+}
+
+/* ----- --per vm|vcpu ----- */
+
+/* One VM or one vCPU, and its counters. */
+struct ent {
+	char vm[NAME_MAX + 1];	/* PID-FD */
+	long pid;
+	long vcpu;		/* -1: the VM */
+	char comm[64];		/* /proc/PID/comm, "?" if gone */
+	struct es_stats st;
+	double seconds;		/* of the live delta, 0 otherwise */
+	bool reset;		/* live: counters reset since the last read */
+};
+
+/* A VM's directory name, PID-FD: its PID, or -1 if @name is not one. */
+static long vm_pid(const char *name)
+{
+	unsigned long pid, fd;
+	int n = -1;
+
+	if (sscanf(name, "%lu-%lu%n", &pid, &fd, &n) != 2 || n < 0 || name[n] ||
+	    !pid || pid > INT_MAX || name[0] == '+' || name[0] == '-')
+		return -1;
+	return (long)pid;
+}
+
+static void read_comm(long pid, char *buf, size_t len)
+{
+	char *path;
+	FILE *f;
+
+	snprintf(buf, len, "?");
+	if (asprintf(&path, "%s/proc/%ld/comm", sysroot, pid) < 0)
+		die(EXIT_RUNTIME, "out of memory");
+	f = fopen(path, "r");
+	free(path);
+	if (!f)
+		return;
+	if (fgets(buf, (int)len, f))
+		buf[strcspn(buf, "\n")] = '\0';
+	else
+		snprintf(buf, len, "?");
+	fclose(f);
+}
+
+/*
+ * Read the exit_stats file of @e's VM or vCPU: false if it is gone (the VM
+ * was destroyed since its directory was listed).
+ */
+static bool read_ent(const struct opts *o, struct ent *e)
+{
+	char *path, err[256];
+	struct stat sb;
+	size_t len;
+	char *buf;
+
+	if ((e->vcpu < 0 ? asprintf(&path, "%s/%s/" STATS, kvm_dir, e->vm) :
+	     asprintf(&path, "%s/%s/vcpu%ld/" STATS, kvm_dir, e->vm, e->vcpu)) < 0)
+		die(EXIT_RUNTIME, "out of memory");
+	if (stat(path, &sb) && errno == ENOENT) {
+		free(path);
+		return false;
+	}
+	buf = slurp(path, &len);
+	if (es_parse(buf, len, &e->st, err, sizeof(err)))
+		die(EXIT_RUNTIME, "%s: %s", path, err);
+	free(buf);
+	free(path);
+	es_guest_mode(&e->st, o->mode);
+	return true;
+}
+
+static int cmp_ent_id(const void *a, const void *b)
+{
+	const struct ent *x = a, *y = b;
+	int c = strverscmp(x->vm, y->vm);
+
+	return c ? c : (x->vcpu > y->vcpu) - (x->vcpu < y->vcpu);
+}
+
+/* The VMs (or their vCPUs) of the scope, in PID-FD, vCPU order. */
+static size_t gather(const struct opts *o, struct ent **out)
+{
+	struct ent *ents = NULL;
+	size_t n = 0;
+	struct dirent *d, *vd;
+	DIR *dir = opendir(kvm_dir), *vdir;
+
+	if (!dir)
+		die_open(kvm_dir, errno);
+	while ((d = readdir(dir))) {
+		long pid = vm_pid(d->d_name), vcpu = -1;
+		char *vpath = NULL;
+
+		if (pid < 0 || (o->pid >= 0 && pid != o->pid) ||
+		    (o->vm && strcmp(o->vm, d->d_name)))
+			continue;
+		vdir = NULL;
+		if (o->per == PER_VCPU) {
+			if (asprintf(&vpath, "%s/%s", kvm_dir, d->d_name) < 0)
+				die(EXIT_RUNTIME, "out of memory");
+			vdir = opendir(vpath);
+			free(vpath);
+			if (!vdir)
+				continue;	/* destroyed meanwhile */
+		}
+		for (;;) {
+			struct ent *e;
+
+			if (vdir) {
+				char *end;
+
+				vd = readdir(vdir);
+				if (!vd)
+					break;
+				if (strncmp(vd->d_name, "vcpu", 4) || !isdigit((unsigned char)vd->d_name[4]))
+					continue;
+				vcpu = strtol(vd->d_name + 4, &end, 10);
+				if (*end || (o->vcpu >= 0 && vcpu != o->vcpu))
+					continue;
+			}
+			ents = realloc(ents, (n + 1) * sizeof(*ents));
+			if (!ents)
+				die(EXIT_RUNTIME, "out of memory");
+			e = &ents[n];
+			memset(e, 0, sizeof(*e));
+			snprintf(e->vm, sizeof(e->vm), "%s", d->d_name);
+			e->pid = pid;
+			e->vcpu = vcpu;
+			if (read_ent(o, e)) {
+				read_comm(pid, e->comm, sizeof(e->comm));
+				n++;
+			}
+			if (!vdir)
+				break;
+		}
+		if (vdir)
+			closedir(vdir);
+	}
+	closedir(dir);
+	if (!n && o->vm)
+		die(EXIT_RUNTIME, "no VM %s (no %s/%s%s)", o->vm, kvm_dir, o->vm,
+		    o->per == PER_VCPU ? " with vCPU files" : "");
+	if (!n && o->pid >= 0)
+		die(EXIT_RUNTIME, "process %ld has no VM (no %s/%ld-*)", o->pid,
+		    kvm_dir, o->pid);
+	if (n)
+		qsort(ents, n, sizeof(*ents), cmp_ent_id);
+	*out = ents;
+	return n;
+}
+
+static void free_ents(struct ent *ents, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		es_free(&ents[i].st);
+	free(ents);
+}
+
+/* The row of @st with the most exits, NULL if none. */
+static const struct es_row *top_row(const struct es_stats *st)
+{
+	const struct es_row *top = NULL;
+	size_t i;
+
+	for (i = 0; i < st->nrows; i++)
+		if (st->rows[i].count && (!top || st->rows[i].count > top->count))
+			top = &st->rows[i];
+	return top;
+}
+
+enum { PC_VM, PC_VCPU, PC_PID, PC_COMM, PC_EXITS, PC_RATE, PC_TOTAL,
+       PC_TIME_PCT, PC_AVG, PC_TOP, PC_TOP_PCT, NPCOLS };
+
+static const struct colinfo pcols[NPCOLS] = {
+	[PC_VM]		= { "VM", 8, 0, K_TEXT, "the VM: PID-FD, its directory in debugfs" },
+	[PC_VCPU]	= { "VCPU", 4, SCOLS_FL_RIGHT, K_COUNT, "the vCPU's index (--per vcpu)" },
+	[PC_PID]	= { "PID", 6, SCOLS_FL_RIGHT, K_COUNT, "the VM's process" },
+	[PC_COMM]	= { "COMM", 0.2, 0, K_TEXT, "its name, /proc/PID/comm" },
+	[PC_EXITS]	= { "EXITS", 6, SCOLS_FL_RIGHT, K_COUNT, "exits" },
+	[PC_RATE]	= { "RATE", 6, SCOLS_FL_RIGHT, K_RATE, "exits per second (--interval)" },
+	[PC_TOTAL]	= { "TOTAL", 8, SCOLS_FL_RIGHT, K_TIME, "time spent handling them" },
+	[PC_TIME_PCT]	= { "TIME%", 6, SCOLS_FL_RIGHT, K_PCT, "share of the handling time of all rows" },
+	[PC_AVG]	= { "AVG", 6, SCOLS_FL_RIGHT, K_TIME, "average handling time" },
+	[PC_TOP]	= { "TOP", 0.2, 0, K_TEXT, "the reason with the most exits" },
+	[PC_TOP_PCT]	= { "TOP%", 6, SCOLS_FL_RIGHT, K_PCT, "its share of the exits" },
+};
+
+/* The text of cell @col of @e; false if empty (null in JSON). */
+static bool ent_cell(const struct opts *o, const struct ent *e, uint64_t all_cycles,
+		     int col, char *buf, size_t len)
+{
+	const struct es_row *t = &e->st.total, *top = top_row(&e->st);
+	struct view v = { o, (struct es_stats *)&e->st, e->seconds, NULL };
+
+	switch (col) {
+	case PC_VM: snprintf(buf, len, "%s", e->vm); return true;
+	case PC_VCPU: snprintf(buf, len, "%ld", e->vcpu); return true;
+	case PC_PID: snprintf(buf, len, "%ld", e->pid); return true;
+	case PC_COMM: snprintf(buf, len, "%s", e->comm); return true;
+	case PC_EXITS: snprintf(buf, len, "%llu", (unsigned long long)t->count); return true;
+	case PC_RATE:
+		if (e->seconds <= 0)
+			return false;
+		snprintf(buf, len, "%.1f", (double)t->count / e->seconds);
+		return true;
+	case PC_TOTAL: fmt_time(&v, t->cycles, buf, len); return true;
+	case PC_TIME_PCT: snprintf(buf, len, "%.2f", pct(t->cycles, all_cycles)); return true;
+	case PC_AVG:
+		if (!es_measured(t))
+			return false;
+		fmt_time(&v, t->avg, buf, len);
+		return true;
+	case PC_TOP:
+		if (!top)
+			return false;
+		snprintf(buf, len, "%s", top->name);
+		return true;
+	case PC_TOP_PCT:
+		if (!top)
+			return false;
+		snprintf(buf, len, "%.2f", pct(top->count, t->count));
+		return true;
+	}
+	return false;
+}
+
+static enum sortkey g_ent_sort;
+
+static int cmp_ents(const void *a, const void *b)
+{
+	const struct es_row *x = &((const struct ent *)a)->st.total;
+	const struct es_row *y = &((const struct ent *)b)->st.total;
+	uint64_t vx, vy;
+	int c;
+
+	switch (g_ent_sort) {
+	case S_NAME:
+		c = cmp_ent_id(a, b);
+		return g_reverse ? -c : c;
+	case S_TOTAL: vx = x->cycles; vy = y->cycles; break;
+	case S_AVG: vx = x->avg; vy = y->avg; break;
+	default: vx = x->count; vy = y->count; break;
+	}
+	c = vx > vy ? -1 : vx < vy;
+	if (!c)
+		c = cmp_ent_id(a, b);
+	return g_reverse ? -c : c;
+}
+
+/* Sort (default: most exits first) and cut to --top; returns how many. */
+static size_t select_ents(const struct opts *o, struct ent *ents, size_t n)
+{
+	g_ent_sort = o->sort;
+	g_reverse = o->reverse;
+	if (n)
+		qsort(ents, n, sizeof(*ents), cmp_ents);
+	return o->top >= 0 && (size_t)o->top < n ? (size_t)o->top : n;
+}
+
+/* VM or vCPU: --per's table, JSON or CSV, or (--per vm) Prometheus. */
+static void print_ents(const struct opts *o, struct ent *ents, size_t total_n,
+		       bool live)
+{
+	size_t i, k, n = select_ents(o, ents, total_n);
+	struct libscols_table *tb;
+	uint64_t all = 0;
+	int sc[NPCOLS], nc = 0, c;
+	char buf[NAME_MAX + 64];
+
+	for (i = 0; i < total_n; i++)
+		all += ents[i].st.total.cycles;
+	if (o->format == F_PROM) {
+		struct es_stats **sts = calloc(n + 1, sizeof(*sts));
+		size_t *nrows = calloc(n + 1, sizeof(*nrows));
+		char **extras = calloc(n + 1, sizeof(*extras));
+
+		if (!sts || !nrows || !extras)
+			die(EXIT_RUNTIME, "out of memory");
+		for (i = 0; i < n; i++) {
+			char comm[sizeof(ents[i].comm) * 2];
+			const char *p;
+
+			for (p = ents[i].comm, k = 0; *p; p++) {
+				if (*p == '\\' || *p == '"')
+					comm[k++] = '\\';
+				comm[k++] = *p == '\n' ? ' ' : *p;
+			}
+			comm[k] = '\0';
+			sts[i] = &ents[i].st;
+			nrows[i] = ents[i].st.nrows;
+			if (asprintf(&extras[i], ",vm=\"%s\",comm=\"%s\"", ents[i].vm, comm) < 0)
+				die(EXIT_RUNTIME, "out of memory");
+		}
+		print_prometheus_of(sts, nrows, extras, n);
+		for (i = 0; i < n; i++)
+			free(extras[i]);
+		free(extras);
+		free(nrows);
+		free(sts);
+		return;
+	}
+	for (c = 0; c < NPCOLS; c++)
+		if ((c != PC_VCPU || o->per == PER_VCPU) && (c != PC_RATE || live))
+			sc[nc++] = c;
+	if (o->format == F_CSV) {
+		if (!o->noheadings) {
+			for (c = 0; c < nc; c++)
+				printf("%s%s", c ? "," : "", pcols[sc[c]].name);
+			putchar('\n');
+		}
+		for (i = 0; i < n; i++) {
+			for (c = 0; c < nc; c++) {
+				if (c)
+					putchar(',');
+				if (ent_cell(o, &ents[i], all, sc[c], buf, sizeof(buf)))
+					csv_field(buf);
+			}
+			putchar('\n');
+		}
+		return;
+	}
+	tb = scols_new_table();
+	if (!tb)
+		die(EXIT_RUNTIME, "out of memory");
+	scols_table_enable_noheadings(tb, o->noheadings);
+	if (o->format == F_JSON) {
+		scols_table_enable_json(tb, 1);
+		scols_table_set_name(tb, o->per == PER_VM ? "vms" : "vcpus");
+	}
+	for (c = 0; c < nc; c++) {
+		const struct colinfo *ci = &pcols[sc[c]];
+		struct libscols_column *cl = scols_table_new_column(tb, ci->name, ci->whint,
+								    ci->flags);
+
+		if (!cl)
+			die(EXIT_RUNTIME, "out of memory");
+		if (o->format == F_JSON)
+			scols_column_set_json_type(cl, ci->kind == K_TEXT ?
+						   SCOLS_JSON_STRING : SCOLS_JSON_NUMBER);
+	}
+	for (i = 0; i < n; i++) {
+		struct libscols_line *ln = scols_table_new_line(tb, NULL);
+
+		if (!ln)
+			die(EXIT_RUNTIME, "out of memory");
+		for (c = 0; c < nc; c++)
+			if (ent_cell(o, &ents[i], all, sc[c], buf, sizeof(buf)) &&
+			    scols_line_set_data(ln, c, buf))
+				die(EXIT_RUNTIME, "out of memory");
+	}
+	scols_print_table(tb);
+	scols_unref_table(tb);
+}
+
+static void per(const struct opts *o)
+{
+	struct ent *ents;
+	size_t n = gather(o, &ents);
+
+	print_ents(o, ents, n, false);
+	free_ents(ents, n);
+}
+
+/* --per with --interval: each VM's or vCPU's change since the last read. */
+static void per_live(const struct opts *o)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	struct ent *prev, *cur, *delta;
+	size_t np, nc, i;
+	long n;
+
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	np = gather(o, &prev);
+	for (n = 0; !stop && (o->count < 0 || n < o->count); n++) {
+		struct timespec ts = {
+			.tv_sec = (time_t)o->interval,
+			.tv_nsec = (long)((o->interval - (double)(time_t)o->interval) * 1e9),
+		};
+		char when[16];
+		time_t now;
+
+		while (nanosleep(&ts, &ts) && errno == EINTR && !stop)
+			;
+		if (stop)
+			break;
+		nc = gather(o, &cur);
+		delta = calloc(nc + 1, sizeof(*delta));
+		if (!delta)
+			die(EXIT_RUNTIME, "out of memory");
+		for (i = 0; i < nc; i++) {
+			struct ent *p = bsearch(&cur[i], prev, np, sizeof(*prev), cmp_ent_id);
+			struct ent *d = &delta[i];
+
+			*d = cur[i];
+			/* A VM that appeared: all of it is new. */
+			if (p) {
+				d->reset = !stats_delta(&p->st, &cur[i].st, &d->st);
+			} else {
+				stats_dup(&cur[i].st, &d->st);
+				d->reset = true;
+			}
+			es_finish(&d->st);
+			d->seconds = (double)(d->reset ? cur[i].st.since_ns :
+					      cur[i].st.since_ns - p->st.since_ns) / 1e9;
+		}
+		if (o->format == F_TABLE) {
+			now = time(NULL);
+			strftime(when, sizeof(when), "%H:%M:%S", localtime(&now));
+			printf("%s%s  %zu %s\n", n ? "\n" : "", when, nc,
+			       o->per == PER_VM ? "VMs" : "vCPUs");
+		}
+		print_ents(o, delta, nc, true);
+		fflush(stdout);
+		for (i = 0; i < nc; i++)
+			es_free(&delta[i].st);
+		free(delta);
+		free_ents(prev, np);
+		prev = cur;
+		np = nc;
+	}
+	free_ents(prev, np);
 }
 
 /* Write "0" to the reset file @path, opened as @fd. */
@@ -1334,7 +1815,7 @@ static void close_stdout(void)
 int main(int argc, char **argv)
 {
 	enum { OPT_VM = 256, OPT_VCPU, OPT_RAW, OPT_CSV, OPT_PROM, OPT_RESET,
-	       OPT_MODE, OPT_DETAIL, OPT_DETAIL_FILE, OPT_HIST };
+	       OPT_MODE, OPT_DETAIL, OPT_DETAIL_FILE, OPT_HIST, OPT_PER, OPT_SYSROOT };
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },
 		{ "vm", required_argument, NULL, OPT_VM },
@@ -1358,6 +1839,8 @@ int main(int argc, char **argv)
 		{ "detail", no_argument, NULL, OPT_DETAIL },
 		{ "detail-file", required_argument, NULL, OPT_DETAIL_FILE },
 		{ "hist", no_argument, NULL, OPT_HIST },
+		{ "per", required_argument, NULL, OPT_PER },
+		{ "sysroot", required_argument, NULL, OPT_SYSROOT },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -1416,6 +1899,22 @@ int main(int argc, char **argv)
 		case OPT_DETAIL: o.detail = true; break;
 		case OPT_DETAIL_FILE: o.detail = true; o.detail_file = optarg; break;
 		case OPT_HIST: o.hist = true; break;
+		case OPT_PER:
+			if (!strcmp(optarg, "vm"))
+				o.per = PER_VM;
+			else if (!strcmp(optarg, "vcpu"))
+				o.per = PER_VCPU;
+			else
+				die(EXIT_USAGE, "unknown --per '%s' (vm or vcpu)", optarg);
+			break;
+		case OPT_SYSROOT:
+			if (!*optarg)
+				die(EXIT_USAGE, "--sysroot needs a directory");
+			sysroot = optarg;
+			if (snprintf(kvm_dir, sizeof(kvm_dir), "%s" KVM_DIR, sysroot) >=
+			    (int)sizeof(kvm_dir))
+				die(EXIT_USAGE, "--sysroot: path too long");
+			break;
 		case 'h': usage(stdout); break;
 		case 'V': printf("%s %s\n", prog, VERSION); return EXIT_OK;
 		default:
@@ -1427,6 +1926,13 @@ int main(int argc, char **argv)
 		die(EXIT_USAGE, "unexpected argument '%s'", argv[optind]);
 	if (optind < argc)
 		o.hist_reasons = argv + optind;
+	if (o.per && (o.file || o.detail || o.hist || o.reset || outlist))
+		die(EXIT_USAGE, "--per reads the VMs of debugfs: no --file, --detail, --hist, --reset or --output");
+	if (o.per == PER_VCPU && o.format == F_PROM)
+		die(EXIT_USAGE, "--prometheus has per-VM series at most (--per vm): a series per vCPU would be too many");
+	if (o.per && o.sort_set && o.sort != S_COUNT && o.sort != S_TOTAL &&
+	    o.sort != S_AVG && o.sort != S_NAME)
+		die(EXIT_USAGE, "with --per, sort by count, total, avg or name");
 	if (o.hist && (o.format == F_CSV || o.format == F_PROM || o.detail ||
 		       o.interval > 0 || o.reset || outlist))
 		die(EXIT_USAGE, "--hist works with the table and --json only (no --csv, --prometheus, --detail, --interval, --reset or --output)");
@@ -1475,7 +1981,11 @@ int main(int argc, char **argv)
 		reset(&o);
 		return EXIT_OK;
 	}
-	if (o.interval > 0) {
+	if (o.per && o.interval > 0) {
+		per_live(&o);
+	} else if (o.per) {
+		per(&o);
+	} else if (o.interval > 0) {
 		live(&o);
 	} else {
 		struct es_stats st;
