@@ -1450,3 +1450,23 @@ def test_per_explains_a_missing_vm(viewer: Path, sysroot: Path) -> None:
     p = run(viewer, "--sysroot", str(sysroot / "nothing"), "--per", "vm")
     assert p.returncode == 1
     assert "KVM is not loaded" in p.stderr
+
+
+def test_csv_meta_says_what_the_rows_are(viewer: Path) -> None:
+    f = SAMPLES["v3-svm-nested"]
+    st = parse(f.read_text())
+    p = run(viewer, "-f", str(f), "--csv", "--csv-meta", "-u", "us")
+    assert p.returncode == 0, p.stderr
+    meta = [ln for ln in p.stdout.splitlines() if ln.startswith("#")]
+    assert meta == ["# format_version 3", "# vendor SVM",
+                    f"# tsc_khz {st.header['tsc_khz']}",
+                    f"# since_reset_ns {st.header['since_reset_ns']}",
+                    f"# scope file {f}", "# unit us"]
+    rows = list(csv.reader(io.StringIO(p.stdout), strict=True))
+    body = [r for r in rows if not r[0].startswith("#")]
+    assert body[0][0] == "REASON" and body[-1][0] == "TOTAL"
+    plain = run(viewer, "-f", str(f), "--csv", "-u", "us").stdout
+    assert "\n".join(ln for ln in p.stdout.splitlines() if not ln.startswith("#")) \
+        == plain.rstrip("\n")
+    p = run(viewer, "-f", str(f), "--csv-meta")
+    assert p.returncode == 2 and "--csv-meta goes with --csv" in p.stderr

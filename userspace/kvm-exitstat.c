@@ -117,6 +117,7 @@ struct opts {
 	bool detail;		/* --detail: the sub-reasons as a tree */
 	const char *detail_file;
 	enum per { PER_NONE, PER_VM, PER_VCPU } per;	/* --per */
+	bool csv_meta;		/* --csv-meta: '#' lines with the metadata */
 	bool hist;		/* --hist: latency distributions as bar charts */
 	char **hist_reasons;	/* --hist's REASON arguments, NULL-terminated */
 };
@@ -176,6 +177,8 @@ static void usage(FILE *out)
 		"     --raw              exact integers: cycles, no rounding\n"
 		" -J, --json             JSON output\n"
 		"     --csv              CSV output\n"
+		"     --csv-meta         with --csv: '# key value' lines first (format\n"
+		"                        version, vendor, tsc_khz, since_reset_ns, scope, unit)\n"
 		"     --prometheus       Prometheus text exposition format\n\n"
 		"Live:\n"
 		" -i, --interval SEC     print the change every SEC seconds\n"
@@ -848,12 +851,47 @@ static void csv_field(const char *s)
 	putchar('"');
 }
 
+/*
+ * --csv-meta: what the file's header and the command line say about the
+ * rows, as "# key value" lines before the CSV (which RFC 4180 has no place
+ * for; CSV readers skip them with a comment character of '#').  @st is
+ * NULL with --per and no VM.
+ */
+static void csv_meta(const struct opts *o, const struct es_stats *st,
+		     double seconds)
+{
+	static const char *const per_names[] = { "", "vm", "vcpu" };
+	enum unit unit = o->unit == U_AUTO ? U_NS : o->unit;
+
+	if (st)
+		printf("# format_version %u\n# vendor %s\n# tsc_khz %llu\n# since_reset_ns %llu\n",
+		       st->layout.version, st->vendor, (unsigned long long)st->tsc_khz,
+		       (unsigned long long)st->since_ns);
+	if (o->file)
+		printf("# scope file %s\n", o->file);
+	else if (o->vm && o->vcpu >= 0)
+		printf("# scope vcpu %s %ld\n", o->vm, o->vcpu);
+	else if (o->vm)
+		printf("# scope vm %s\n", o->vm);
+	else if (o->pid >= 0)
+		printf("# scope pid %ld\n", o->pid);
+	else
+		printf("# scope host\n");
+	if (o->per)
+		printf("# per %s\n", per_names[o->per]);
+	printf("# unit %s\n", unit_names[unit]);
+	if (o->interval > 0)
+		printf("# seconds %.3f\n", seconds);
+}
+
 static void print_csv(const struct view *v, size_t nrows)
 {
 	int sc[NCOLS * 2];
 	size_t i, c, nc = shown_cols(v, sc);
 	char buf[64];
 
+	if (v->o->csv_meta)
+		csv_meta(v->o, v->st, v->seconds);
 	if (!v->o->noheadings) {
 		for (c = 0; c < nc; c++)
 			printf("%s%s", c ? "," : "", cols[sc[c]].name);
@@ -1622,6 +1660,8 @@ static void print_ents(const struct opts *o, struct ent *ents, size_t total_n,
 		if ((c != PC_VCPU || o->per == PER_VCPU) && (c != PC_RATE || live))
 			sc[nc++] = c;
 	if (o->format == F_CSV) {
+		if (o->csv_meta)
+			csv_meta(o, total_n ? &ents[0].st : NULL, 0);
 		if (!o->noheadings) {
 			for (c = 0; c < nc; c++)
 				printf("%s%s", c ? "," : "", pcols[sc[c]].name);
@@ -1815,7 +1855,8 @@ static void close_stdout(void)
 int main(int argc, char **argv)
 {
 	enum { OPT_VM = 256, OPT_VCPU, OPT_RAW, OPT_CSV, OPT_PROM, OPT_RESET,
-	       OPT_MODE, OPT_DETAIL, OPT_DETAIL_FILE, OPT_HIST, OPT_PER, OPT_SYSROOT };
+	       OPT_MODE, OPT_DETAIL, OPT_DETAIL_FILE, OPT_HIST, OPT_PER, OPT_SYSROOT,
+	       OPT_CSV_META };
 	static const struct option longopts[] = {
 		{ "pid", required_argument, NULL, 'p' },
 		{ "vm", required_argument, NULL, OPT_VM },
@@ -1831,6 +1872,7 @@ int main(int argc, char **argv)
 		{ "raw", no_argument, NULL, OPT_RAW },
 		{ "json", no_argument, NULL, 'J' },
 		{ "csv", no_argument, NULL, OPT_CSV },
+		{ "csv-meta", no_argument, NULL, OPT_CSV_META },
 		{ "prometheus", no_argument, NULL, OPT_PROM },
 		{ "interval", required_argument, NULL, 'i' },
 		{ "count", required_argument, NULL, 'c' },
@@ -1882,6 +1924,7 @@ int main(int argc, char **argv)
 		case OPT_RAW: o.raw = true; break;
 		case 'J': o.format = F_JSON; nformats++; break;
 		case OPT_CSV: o.format = F_CSV; nformats++; break;
+		case OPT_CSV_META: o.csv_meta = true; break;
 		case OPT_PROM: o.format = F_PROM; nformats++; break;
 		case 'i': {
 			char *end;
@@ -1938,6 +1981,8 @@ int main(int argc, char **argv)
 		die(EXIT_USAGE, "--hist works with the table and --json only (no --csv, --prometheus, --detail, --interval, --reset or --output)");
 	if (nformats > 1)
 		die(EXIT_USAGE, "--json, --csv and --prometheus are mutually exclusive");
+	if (o.csv_meta && o.format != F_CSV)
+		die(EXIT_USAGE, "--csv-meta goes with --csv");
 	if (o.file && (o.pid >= 0 || o.vm || o.vcpu >= 0))
 		die(EXIT_USAGE, "--file and --pid/--vm/--vcpu are mutually exclusive");
 	if (o.pid >= 0 && o.vm)
