@@ -143,7 +143,7 @@ bench: $(KESBENCH) | deps
 # A realistic mix: CPUID, port IO to userspace, MSR accesses, HLT, on 2 vCPUs.
 demo: kernel exitload $(VIEWER)
 	@tests/run-in-vm --vendor $(VENDOR) --add $(EXITLOAD) --add $(VIEWER) -- \
-		'exitload --cpuid 5000 --io 300 --rdmsr 200 --wrmsr 100 --hlt 50 --vcpus 2 >/dev/null && cat /sys/kernel/debug/kvm/exit_stats && echo && kvm-exitstat'
+		'exitload --cpuid 5000 --io 300 --rdmsr 200 --wrmsr 100 --hlt 50 --vcpus 2 >/dev/null && cat /sys/kernel/debug/kvm/exit_stats && echo && kvm-exitstat && echo && kvm-exitstat --hist -t 3'
 
 test: kernel selftest exitload $(VIEWER) $(ASAN_VIEWER) $(FUZZER)
 	$(PYTHON) -m pytest -c tests/pytest.ini tests $(PYTEST_ARGS)
