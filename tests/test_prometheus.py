@@ -150,7 +150,9 @@ def prom_rate(points: list[tuple[int, float]], start: int, end: int) -> float:
 
 def check_rate(fleet: Fleet, reason: str) -> tuple[float, int]:
     """rate() and resets() of one reason now, and the rate its samples give."""
-    end = int(time.time() * 1000)         # Prometheus' milliseconds
+    # Milliseconds, as Prometheus has them, and two scrapes back: a sample
+    # stored between the two queries is then in neither window.
+    end = int((time.time() - 2 * SCRAPE) * 1000)
     at = end / 1000
     sel = f'kvm_exits_total{{reason="{reason}"}}[{WINDOW}s]'
     raw = fleet.query(sel, at)

@@ -1245,7 +1245,7 @@ def test_hist_charts_every_bucket(viewer: Path, sample: str) -> None:
     assert len(charts) == sum(1 for r in st.rows.values() if r.count)
     for chart in charts:
         title, *lines = chart.strip("\n").split("\n")
-        m = re.fullmatch(r"(\S+)(?: \((\d+)\))?, (\d+) exits, in cycles:", title)
+        m = re.fullmatch(r"(\S+)(?: \((\d+)\))?, (\d+) exits?, in cycles:", title)
         assert m, title
         row = st.rows[m.group(1)]
         assert int(m.group(3)) == row.count
@@ -1391,41 +1391,47 @@ def test_per_vm_prometheus_has_vm_labels(viewer: Path, sysroot: Path) -> None:
 
 
 def test_per_live_survives_vms_coming_and_going(viewer: Path, sysroot: Path) -> None:
-    """A VM destroyed, one created and one reset between two reads: the
-    new one and the reset one count from their start, never negative."""
-    me = os.getpid()
+    """Between two reads a VM is destroyed, one is created, one is reset and
+    one vCPU file goes (the kernel refuses a dying VM's files with ENOENT):
+    the new and the reset VM count from their start, at their own rate."""
+    me, gone = os.getpid(), 2 ** 22 + 7
     kvm = sysroot / "sys/kernel/debug/kvm"
+    reset = DATA / "exit_stats-v2-vmx-demo-reset.txt"
+    p = subprocess.Popen([str(viewer), "--sysroot", str(sysroot), "--per", "vm",
+                          "-i", "0.5", "-c", "3", "-J", "--raw"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, ASAN_OPTIONS="detect_leaks=1:exitcode=99"))
+    assert p.stdout is not None
+    first = []
+    for line in p.stdout:             # the first interval's document, whole
+        first.append(line)
+        if line == "}\n":
+            break
 
-    def churn() -> None:
-        time.sleep(0.6)
-        shutil.rmtree(kvm / f"{2 ** 22 + 7}-3")
-        (kvm / f"{me}-12").mkdir()
-        (kvm / f"{me}-12/exit_stats").write_text(
-            (DATA / "exit_stats-v2-vmx-demo-reset.txt").read_text())
-        (kvm / f"{me}-11/exit_stats").write_text(
-            (DATA / "exit_stats-v2-vmx-demo-reset.txt").read_text())
+    def put(f: Path, text: str) -> None:
+        tmp = f.with_name(".new")
+        tmp.write_text(text)
+        os.replace(tmp, f)
 
-    t = threading.Thread(target=churn)
-    t.start()
-    try:
-        p = run(viewer, "--sysroot", str(sysroot), "--per", "vm", "-i", "0.4",
-                "-c", "3", "-J", "--raw")
-    finally:
-        t.join()
-    assert p.returncode == 0, p.stderr
-    docs = [json.loads(d) for d in re.split(r"(?<=\})\n(?=\{)", p.stdout.strip())]
+    shutil.rmtree(kvm / f"{gone}-3")
+    (kvm / f"{me}-12").mkdir()
+    put(kvm / f"{me}-12/exit_stats", reset.read_text())
+    put(kvm / f"{me}-11/exit_stats", reset.read_text())
+    (kvm / f"{me}-9/exit_stats").unlink()         # dying: its directory stays
+    rest, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    docs = [json.loads("".join(first))] + \
+        [json.loads(d) for d in re.split(r"(?<=\})\n(?=\{)", rest.strip())]
     assert len(docs) == 3
-    last = {r["vm"]: r for r in docs[-1]["vms"]}
-    assert set(last) == {f"{me}-11", f"{me}-9", f"{me}-12"}
-    for doc in docs:
-        for r in doc["vms"]:
-            # RATE is null where the file's since_reset_ns did not move.
-            assert r["exits"] >= 0 and (r["rate"] is None or r["rate"] >= 0)
-    # The reset VM and the new one show all they have, 220 exits.
-    changed = [{r["vm"]: r["exits"] for r in d["vms"]} for d in docs]
-    assert any(c.get(f"{me}-12") == 220 for c in changed)
-    assert any(c.get(f"{me}-11") == 220 for c in changed)
-    assert all(c.get(f"{me}-9", 0) == 0 for c in changed)
+    assert {r["vm"] for r in docs[0]["vms"]} == {f"{me}-11", f"{me}-9", f"{gone}-3"}
+    assert all(r["exits"] == 0 for r in docs[0]["vms"])
+    second = {r["vm"]: r for r in docs[1]["vms"]}
+    assert set(second) == {f"{me}-11", f"{me}-12"}
+    since = parse(reset.read_text()).header["since_reset_ns"]
+    for vm in (f"{me}-11", f"{me}-12"):
+        assert second[vm]["exits"] == 220
+        assert second[vm]["rate"] == pytest.approx(220 / (int(since) / 1e9), rel=1e-3)
+    assert all(r["exits"] == 0 for r in docs[2]["vms"])
 
 
 @pytest.mark.parametrize("args,message", [
@@ -1434,6 +1440,7 @@ def test_per_live_survives_vms_coming_and_going(viewer: Path, sysroot: Path) -> 
     (["--per", "vm", "--hist"], "--per reads the VMs of debugfs"),
     (["--per", "vm", "-o", "VM"], "--per reads the VMs of debugfs"),
     (["--per", "vcpu", "--prometheus"], "--prometheus has per-VM series at most"),
+    (["--per", "vm", "--vm", "1-2", "--vcpu", "0"], "use it with --per vcpu"),
     (["--per", "vm", "-s", "p99"], "with --per, sort by count, total, avg or name"),
     (["--sysroot", ""], "--sysroot needs a directory"),
 ])
@@ -1443,10 +1450,33 @@ def test_per_usage_errors(viewer: Path, args: list[str], message: str) -> None:
     assert message in p.stderr
 
 
+def test_per_skip_zero_and_odd_names(viewer: Path, sysroot: Path) -> None:
+    """-z drops VMs without exits; a process name that is not UTF-8 or has
+    control bytes stays valid JSON and Prometheus."""
+    me = os.getpid()
+    kvm = sysroot / "sys/kernel/debug/kvm"
+    head = (DATA / "exit_stats-v2-vmx-demo.txt").read_text().split("\n0 ")[0]
+    (kvm / f"{me}-9/exit_stats").write_text(head + "\n- TOTAL 0 0 0 0 0\n")
+    assert f"{me}-9" not in [r["vm"] for r in per_rows(viewer, sysroot, "--per", "vm", "-z")]
+    assert f"{me}-9" in [r["vm"] for r in per_rows(viewer, sysroot, "--per", "vm")]
+    (sysroot / "proc" / str(me) / "comm").write_bytes(b'q"e\\mu\x01g\xc3\n')
+    rows = per_rows(viewer, sysroot, "--per", "vm", "-p", str(me))
+    assert {r["comm"] for r in rows} == {'q"e\\mu?g?'}
+    p = run(viewer, "--sysroot", str(sysroot), "--per", "vm", "--prometheus")
+    assert 'comm="q\\"e\\\\mu?g?"' in p.stdout
+    check = subprocess.run(["promtool", "check", "metrics"], input=p.stdout,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 def test_per_explains_a_missing_vm(viewer: Path, sysroot: Path) -> None:
     p = run(viewer, "--sysroot", str(sysroot), "--per", "vcpu", "--vm", "1-1")
     assert p.returncode == 1
     assert "no VM 1-1" in p.stderr
+    p = run(viewer, "--sysroot", str(sysroot), "--per", "vcpu", "--vm",
+            f"{os.getpid()}-11", "--vcpu", "7")
+    assert p.returncode == 1
+    assert f"no vCPU 7 of VM {os.getpid()}-11" in p.stderr
     p = run(viewer, "--sysroot", str(sysroot / "nothing"), "--per", "vm")
     assert p.returncode == 1
     assert "KVM is not loaded" in p.stderr

@@ -170,7 +170,8 @@ static void usage(FILE *out)
 		"     --hist             each reason's latency distribution as a bar chart\n"
 		"                        (REASONs: names or numbers; default: all shown)\n"
 		"     --per vm|vcpu      a row per VM or per vCPU of the scope: exits, time,\n"
-		"                        top reason, the process's name (not with --file)\n"
+		"                        top reason, the process's name (not with --file,\n"
+		"                        --detail, --hist, --output or --reset)\n"
 		" -n, --noheadings       don't print headings\n"
 		" -u, --unit UNIT        time unit: cycles, ns, us or ms (default: tables\n"
 		"                        pick one per value, machine formats use ns)\n"
@@ -373,12 +374,19 @@ static void __attribute__((noreturn)) die_open(const char *path, int err)
 	die(EXIT_RUNTIME, "%s: %s", path, strerror(err));
 }
 
-static char *slurp(const char *path, size_t *len)
+/*
+ * The contents of @path ("-": stdin).  With @may_vanish, NULL if it does
+ * not exist (any more): the file of a VM that is being destroyed, which
+ * the kernel refuses with ENOENT while its directory is still there.
+ */
+static char *slurp_opt(const char *path, size_t *len, bool may_vanish)
 {
 	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
 	size_t cap = 65536, n = 0;
 	char *buf;
 
+	if (!f && may_vanish && errno == ENOENT)
+		return NULL;
 	if (!f)
 		die_open(path, errno);
 	buf = malloc(cap);
@@ -409,16 +417,26 @@ static char *slurp(const char *path, size_t *len)
 	return buf;
 }
 
-static void read_one(const char *path, struct es_stats *st)
+static char *slurp(const char *path, size_t *len)
+{
+	return slurp_opt(path, len, false);
+}
+
+/* Parse @path into @st; with @may_vanish, false if it is gone. */
+static bool read_one_opt(const char *path, struct es_stats *st, bool may_vanish)
 {
 	char err[256];
 	size_t len;
-	char *buf = slurp(path, &len);
+	char *buf = slurp_opt(path, &len, may_vanish);
 
+	if (!buf)
+		return false;
 	if (es_parse(buf, len, st, err, sizeof(err)))
 		die(EXIT_RUNTIME, "%s: %s", strcmp(path, "-") ? path : "<stdin>", err);
 	free(buf);
+	return true;
 }
+
 
 /* Paths of the files that make up the scope; returns how many. */
 static size_t scope_paths(const struct opts *o, char ***out)
@@ -517,19 +535,25 @@ static void read_detail(const struct opts *o, const struct es_stats *st,
 static void read_scope(const struct opts *o, struct es_stats *st)
 {
 	char **paths;
-	size_t i, n = scope_paths(o, &paths);
+	size_t i, n = scope_paths(o, &paths), first;
 
-	read_one(paths[0], st);
-	for (i = 1; i < n; i++) {
+	/* A process's VMs may go away between the listing and the reads. */
+	for (first = 0; first < n; first++)
+		if (read_one_opt(paths[first], st, o->pid >= 0))
+			break;
+	if (first == n)
+		die(EXIT_RUNTIME, "process %ld has no VM (all went away)", o->pid);
+	for (i = first + 1; i < n; i++) {
 		struct es_stats more;
 		char err[256];
 
-		read_one(paths[i], &more);
+		if (!read_one_opt(paths[i], &more, o->pid >= 0))
+			continue;
 		if (strcmp(more.vendor, st->vendor) || more.tsc_khz != st->tsc_khz)
 			die(EXIT_RUNTIME, "%s: vendor or tsc_khz differs from %s",
-			    paths[i], paths[0]);
+			    paths[i], paths[first]);
 		if (es_merge(st, &more, err, sizeof(err)))
-			die(EXIT_RUNTIME, "%s: %s (%s)", paths[i], err, paths[0]);
+			die(EXIT_RUNTIME, "%s: %s (%s)", paths[i], err, paths[first]);
 		es_free(&more);
 	}
 	if (n > 1)
@@ -1046,7 +1070,7 @@ static bool hist_wanted(const struct opts *o, const struct es_row *r, bool *used
 		unsigned long nr;
 
 		errno = 0;
-		nr = strtoul(a, &end, 0);
+		nr = strtoul(a, &end, a[0] == '0' && (a[1] == 'x' || a[1] == 'X') ? 16 : 10);
 		if (!strcasecmp(a, r->name) ||
 		    (!errno && end != a && !*end && r->has_reason && nr == r->reason)) {
 			used[i] = true;
@@ -1068,7 +1092,7 @@ static void hist_num(const struct es_stats *st, enum unit unit, uint64_t cycles,
 		return;
 	}
 	v = (double)cycles * 1e6 / (double)st->tsc_khz / per_ns[unit];
-	snprintf(buf, len, v < 1e4 ? "%.4g" : "%.0f", v);
+	snprintf(buf, len, v < 9999.5 ? "%.4g" : "%.0f", v);
 }
 
 /*
@@ -1125,8 +1149,8 @@ static void hist_table(const struct opts *o, const struct es_stats *st,
 		printf("%s", r->name);
 		if (r->has_reason)
 			printf(" (%u)", r->reason);
-		printf(", %llu exits, in %s:\n", (unsigned long long)r->count,
-		       unit_names[unit]);
+		printf(", %llu exit%s, in %s:\n", (unsigned long long)r->count,
+		       r->count == 1 ? "" : "s", unit_names[unit]);
 	}
 	/* Bucket 0, the exits without a time, last. */
 	for (b = 1; b <= st->layout.nbuckets; b++) {
@@ -1142,7 +1166,7 @@ static void hist_table(const struct opts *o, const struct es_stats *st,
 				 hi == ES_INF ? "inf" : z);
 		else
 			snprintf(label, sizeof(label), "untimed");
-		n = (int)(r->hist[i] * HIST_BAR / max);
+		n = (int)((double)r->hist[i] * HIST_BAR / (double)max);
 		printf("%-*s %*llu |%.*s%*s|\n", lw, label, cw,
 		       (unsigned long long)r->hist[i], n,
 		       "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@", HIST_BAR - n, "");
@@ -1242,8 +1266,8 @@ static int print_hists(const struct opts *o, struct es_stats *st)
 		printf("%s]}\n", first ? "" : "\n");
 	for (i = 0; i < nr; i++) {
 		if (!used[i]) {
-			fprintf(stderr, "%s: no exits of '%s' shown\n", prog,
-				o->hist_reasons[i]);
+			fprintf(stderr, "%s: no exits of '%s' shown (no such reason in the scope, no exits, or left out by -t or --guest-mode)\n",
+				prog, o->hist_reasons[i]);
 			status = EXIT_RUNTIME;
 		}
 	}
@@ -1378,6 +1402,31 @@ static long vm_pid(const char *name)
 	return (long)pid;
 }
 
+/*
+ * A process may name itself with any bytes, and the kernel cuts the name
+ * at 15 bytes, maybe inside a character: replace control bytes and bytes
+ * that are not UTF-8 with '?', so that JSON and Prometheus stay valid.
+ */
+static void utf8_sanitize(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+
+	while (*p) {
+		int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 :
+			(*p & 0xf0) == 0xe0 ? 2 : (*p & 0xf8) == 0xf0 ? 3 : -1;
+		int i;
+
+		for (i = 1; n > 0 && i <= n; i++)
+			if ((p[i] & 0xc0) != 0x80)
+				n = -1;
+		if (n < 0 || *p < 0x20 || *p == 0x7f || (n == 1 && *p < 0xc2)) {
+			*p++ = '?';
+			continue;
+		}
+		p += n + 1;
+	}
+}
+
 static void read_comm(long pid, char *buf, size_t len)
 {
 	char *path;
@@ -1395,6 +1444,7 @@ static void read_comm(long pid, char *buf, size_t len)
 	else
 		snprintf(buf, len, "?");
 	fclose(f);
+	utf8_sanitize(buf);
 }
 
 /*
@@ -1403,25 +1453,17 @@ static void read_comm(long pid, char *buf, size_t len)
  */
 static bool read_ent(const struct opts *o, struct ent *e)
 {
-	char *path, err[256];
-	struct stat sb;
-	size_t len;
-	char *buf;
+	char *path;
+	bool r;
 
 	if ((e->vcpu < 0 ? asprintf(&path, "%s/%s/" STATS, kvm_dir, e->vm) :
 	     asprintf(&path, "%s/%s/vcpu%ld/" STATS, kvm_dir, e->vm, e->vcpu)) < 0)
 		die(EXIT_RUNTIME, "out of memory");
-	if (stat(path, &sb) && errno == ENOENT) {
-		free(path);
-		return false;
-	}
-	buf = slurp(path, &len);
-	if (es_parse(buf, len, &e->st, err, sizeof(err)))
-		die(EXIT_RUNTIME, "%s: %s", path, err);
-	free(buf);
+	r = read_one_opt(path, &e->st, true);
 	free(path);
-	es_guest_mode(&e->st, o->mode);
-	return true;
+	if (r)
+		es_guest_mode(&e->st, o->mode);
+	return r;
 }
 
 static int cmp_ent_id(const void *a, const void *b)
@@ -1432,8 +1474,12 @@ static int cmp_ent_id(const void *a, const void *b)
 	return c ? c : (x->vcpu > y->vcpu) - (x->vcpu < y->vcpu);
 }
 
-/* The VMs (or their vCPUs) of the scope, in PID-FD, vCPU order. */
-static size_t gather(const struct opts *o, struct ent **out)
+/*
+ * The VMs (or their vCPUs) of the scope, in PID-FD, vCPU order.  Only the
+ * @first read of a scope without any is an error: later, in live mode,
+ * the VMs went away.
+ */
+static size_t gather(const struct opts *o, struct ent **out, bool first)
 {
 	struct ent *ents = NULL;
 	size_t n = 0;
@@ -1492,10 +1538,13 @@ static size_t gather(const struct opts *o, struct ent **out)
 			closedir(vdir);
 	}
 	closedir(dir);
-	if (!n && o->vm)
+	if (!n && first && o->vm && o->vcpu >= 0)
+		die(EXIT_RUNTIME, "no vCPU %ld of VM %s (no %s/%s/vcpu%ld/" STATS ")",
+		    o->vcpu, o->vm, kvm_dir, o->vm, o->vcpu);
+	if (!n && first && o->vm)
 		die(EXIT_RUNTIME, "no VM %s (no %s/%s%s)", o->vm, kvm_dir, o->vm,
 		    o->per == PER_VCPU ? " with vCPU files" : "");
-	if (!n && o->pid >= 0)
+	if (!n && first && o->pid >= 0)
 		die(EXIT_RUNTIME, "process %ld has no VM (no %s/%ld-*)", o->pid,
 		    kvm_dir, o->pid);
 	if (n)
@@ -1607,6 +1656,21 @@ static int cmp_ents(const void *a, const void *b)
 /* Sort (default: most exits first) and cut to --top; returns how many. */
 static size_t select_ents(const struct opts *o, struct ent *ents, size_t n)
 {
+	size_t i, k = 0;
+
+	/* -z: the rows with exits first, and only those shown. */
+	for (i = 0; i < n; i++) {
+		if (o->skip_zero && !ents[i].st.total.count)
+			continue;
+		if (i != k) {
+			struct ent t = ents[k];
+
+			ents[k] = ents[i];
+			ents[i] = t;
+		}
+		k++;
+	}
+	n = k;
 	g_ent_sort = o->sort;
 	g_reverse = o->reverse;
 	if (n)
@@ -1714,7 +1778,7 @@ static void print_ents(const struct opts *o, struct ent *ents, size_t total_n,
 static void per(const struct opts *o)
 {
 	struct ent *ents;
-	size_t n = gather(o, &ents);
+	size_t n = gather(o, &ents, true);
 
 	print_ents(o, ents, n, false);
 	free_ents(ents, n);
@@ -1730,7 +1794,7 @@ static void per_live(const struct opts *o)
 
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	np = gather(o, &prev);
+	np = gather(o, &prev, true);
 	for (n = 0; !stop && (o->count < 0 || n < o->count); n++) {
 		struct timespec ts = {
 			.tv_sec = (time_t)o->interval,
@@ -1743,7 +1807,7 @@ static void per_live(const struct opts *o)
 			;
 		if (stop)
 			break;
-		nc = gather(o, &cur);
+		nc = gather(o, &cur, false);
 		delta = calloc(nc + 1, sizeof(*delta));
 		if (!delta)
 			die(EXIT_RUNTIME, "out of memory");
@@ -1764,10 +1828,17 @@ static void per_live(const struct opts *o)
 					      cur[i].st.since_ns - p->st.since_ns) / 1e9;
 		}
 		if (o->format == F_TABLE) {
+			size_t fresh = 0;
+
+			for (i = 0; i < nc; i++)
+				fresh += delta[i].reset;
 			now = time(NULL);
 			strftime(when, sizeof(when), "%H:%M:%S", localtime(&now));
-			printf("%s%s  %zu %s\n", n ? "\n" : "", when, nc,
+			printf("%s%s  %zu %s", n ? "\n" : "", when, nc,
 			       o->per == PER_VM ? "VMs" : "vCPUs");
+			if (fresh)
+				printf(" (%zu new or reset: counted from their start)", fresh);
+			putchar('\n');
 		}
 		print_ents(o, delta, nc, true);
 		fflush(stdout);
@@ -1971,6 +2042,8 @@ int main(int argc, char **argv)
 		o.hist_reasons = argv + optind;
 	if (o.per && (o.file || o.detail || o.hist || o.reset || outlist))
 		die(EXIT_USAGE, "--per reads the VMs of debugfs: no --file, --detail, --hist, --reset or --output");
+	if (o.per == PER_VM && o.vcpu >= 0)
+		die(EXIT_USAGE, "--vcpu selects a vCPU: use it with --per vcpu, not --per vm");
 	if (o.per == PER_VCPU && o.format == F_PROM)
 		die(EXIT_USAGE, "--prometheus has per-VM series at most (--per vm): a series per vCPU would be too many");
 	if (o.per && o.sort_set && o.sort != S_COUNT && o.sort != S_TOTAL &&
