@@ -56,6 +56,11 @@ def viewer(request: pytest.FixtureRequest) -> Path:
     return b
 
 
+def plain(row: dict) -> dict:
+    """A JSON row without the time fields that -J adds in cycles and ns."""
+    return {k: v for k, v in row.items() if not k.endswith(("_cycles", "_ns"))}
+
+
 def run_live(viewer: Path, f: Path, rewrites: list[tuple[float, str]],
              *args: str) -> subprocess.CompletedProcess[str]:
     """Run the viewer on @f while a thread rewrites it: each (delay, text)
@@ -74,12 +79,13 @@ def run_live(viewer: Path, f: Path, rewrites: list[tuple[float, str]],
 
 
 def run(viewer: Path, *args: str, stdin: bytes | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, TZ="UTC",
                ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=99",
                UBSAN_OPTIONS="halt_on_error=1:exitcode=99", **(env or {}))
     p = subprocess.run([str(viewer), *args], capture_output=True, env=env,
-                       input=stdin, timeout=60)
+                       input=stdin, timeout=60, cwd=cwd)
     assert p.returncode != 99, p.stderr.decode(errors="replace")
     return subprocess.CompletedProcess(p.args, p.returncode,
                                        p.stdout.decode(errors="replace"),
@@ -616,7 +622,7 @@ def test_live_delta_with_unmeasured_exits(viewer: Path, tmp_path: Path) -> None:
     p = run_live(viewer, f, [(0.2, later)], "-i", "0.6", "-c", "1", "-J",
                  "--raw", "-o", "REASON,COUNT,TOTAL,AVG,P50,P99")
     assert p.returncode == 0, p.stderr
-    rows = {r["reason"]: r for r in json.loads(p.stdout)["exit_stats"]}
+    rows = {r["reason"]: plain(r) for r in json.loads(p.stdout)["exit_stats"]}
     # 10 exits, 5 of them measured, 1000 cycles: 200 each, not 100
     assert rows["CPUID"] == {"reason": "CPUID", "count": 10, "total": 1000,
                              "avg": 200, "p50": 200, "p99": 249}
@@ -935,7 +941,7 @@ def test_pid_merge_with_unmeasured_exits(fakesys: FakeSys) -> None:
         "- INVALID_STATE_EMULATED 3 3000 900 1000 1100 10:2,11:1"))
     p = fakesys.run("-p", "77", "-J", "--raw", "-o", "REASON,NR,COUNT,TOTAL,MIN,AVG,MAX,P50")
     assert p.returncode == 0, p.stderr
-    rows = {r.pop("reason"): r for r in json.loads(p.stdout)["exit_stats"]}
+    rows = {r.pop("reason"): plain(r) for r in json.loads(p.stdout)["exit_stats"]}
     assert rows == {
         # min from the measured exits of 77-10, not the 0 of 77-11's unmeasured row
         "CPUID": {"nr": 10, "count": 15, "total": 1400, "min": 150, "avg": 200,
@@ -1026,7 +1032,7 @@ def test_v2_alloc_failed_row(viewer: Path, tmp_path: Path) -> None:
     f.write_text(text.replace(header(), header2()))
     p = run(viewer, "-f", str(f), "-J", "--raw", "-o", "REASON,NR,COUNT,P50")
     assert p.returncode == 0, p.stderr
-    rows = {r["reason"]: r for r in json.loads(p.stdout)["exit_stats"]}
+    rows = {r["reason"]: plain(r) for r in json.loads(p.stdout)["exit_stats"]}
     # rank 1.5: half of bucket 13, [448, 512)
     assert rows["ALLOC_FAILED"] == {"reason": "ALLOC_FAILED", "nr": None, "count": 3,
                                     "p50": 480}
@@ -1112,8 +1118,8 @@ DETAIL = DATA / "exit_stats_detail-svm.txt"
 def test_detail_golden(viewer: Path, case: str, args: list[str]) -> None:
     """Each reason's sub-reasons as a tree under it, most frequent first;
     only the columns a sub-reason has are filled; --top keeps them."""
-    p = run(viewer, "-f", str(KEYS), "--detail-file", str(DETAIL), *args,
-            env={"LC_ALL": "C"})
+    p = run(viewer, "-f", str(KEYS.relative_to(ROOT)), "--detail-file",
+            str(DETAIL.relative_to(ROOT)), *args, env={"LC_ALL": "C"}, cwd=ROOT)
     assert p.returncode == 0, p.stderr
     golden = GOLDEN / f"v3-svm-keys-detail-{case}.out"
     if os.environ.get("UPDATE_GOLDEN"):
@@ -1225,7 +1231,10 @@ HIST_CASES = {
 @pytest.mark.parametrize("case", sorted(HIST_CASES))
 def test_hist_golden(viewer: Path, case: str) -> None:
     sample, args = HIST_CASES[case]
-    p = run(viewer, "--hist", "-f", str(SAMPLES[sample]), *args)
+    # Relative: -J names the file, and the golden must not depend on where
+    # the repository is.
+    p = run(viewer, "--hist", "-f", str(SAMPLES[sample].relative_to(ROOT)), *args,
+            cwd=ROOT)
     assert p.returncode == 0, p.stderr
     golden = GOLDEN / f"hist-{case}.out"
     if os.environ.get("UPDATE_GOLDEN"):
@@ -1500,3 +1509,28 @@ def test_csv_meta_says_what_the_rows_are(viewer: Path) -> None:
         == plain.rstrip("\n")
     p = run(viewer, "-f", str(f), "--csv-meta")
     assert p.returncode == 2 and "--csv-meta goes with --csv" in p.stderr
+
+
+def test_json_is_self_describing(viewer: Path) -> None:
+    """-J: the file's header and the scope first, then the rows, each time
+    field also in cycles and in ns, whatever -u says."""
+    f = SAMPLES["v3-svm-nested"]
+    st = parse(f.read_text())
+    khz = int(st.header["tsc_khz"])
+    p = run(viewer, "-f", str(f), "-J", "-u", "us", "-o", "REASON,COUNT,TOTAL,MAX,P99")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert list(doc)[:7] == ["format_version", "vendor", "tsc_khz", "since_reset_ns",
+                             "scope", "guest_mode", "unit"]
+    assert (doc["format_version"], doc["vendor"], doc["tsc_khz"], doc["since_reset_ns"]) == \
+        (3, "SVM", khz, int(st.header["since_reset_ns"]))
+    assert doc["scope"] == {"kind": "file", "file": str(f)}
+    assert (doc["guest_mode"], doc["unit"]) == ("split", "us")
+    rows = {r["reason"]: r for r in doc["exit_stats"]}
+    for name, row in st.rows.items():
+        r = rows[name]
+        assert r["total_cycles"] == row.cycles and r["max_cycles"] == row.max
+        assert r["total_ns"] == round(row.cycles * 1e6 / khz)
+        assert r["total"] == pytest.approx(row.cycles * 1e3 / khz, abs=0.0005)
+        assert r["p99_ns"] == pytest.approx(r["p99_cycles"] * 1e6 / khz, abs=0.5)
+    assert rows["TOTAL"]["total_cycles"] == st.total.cycles

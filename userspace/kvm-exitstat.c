@@ -786,9 +786,19 @@ static size_t shown_cols(const struct view *v, int *out)
 }
 
 /* The sub-reasons of @r, as children of its line @parent. */
+/*
+ * A column of the scols table: which column, shown through which view
+ * (JSON adds each time column twice more, in cycles and in ns).
+ */
+struct scol {
+	int col;
+	const struct view *v;
+};
+
+/* The sub-reasons of @r, as children of its line @parent. */
 static void add_key_lines(const struct view *v, struct libscols_table *tb,
 			  struct libscols_line *parent, const struct es_row *r,
-			  const int *sc, size_t nc)
+			  const struct scol *sc, size_t nc)
 {
 	const struct es_key **keys;
 	size_t i, c, n = 0;
@@ -807,41 +817,120 @@ static void add_key_lines(const struct view *v, struct libscols_table *tb,
 		if (!ln)
 			die(EXIT_RUNTIME, "out of memory");
 		for (c = 0; c < nc; c++)
-			if (key_cell(v, keys[i], sc[c], buf, sizeof(buf)) &&
+			if (key_cell(sc[c].v, keys[i], sc[c].col, buf, sizeof(buf)) &&
 			    scols_line_set_data(ln, c, buf))
 				die(EXIT_RUNTIME, "out of memory");
 	}
 	free(keys);
 }
 
+static void json_str(const char *s);
+
+/*
+ * -J: the file's header and what the rows are, as the first members of the
+ * document; @st may be NULL (--per without VMs).
+ */
+static void json_meta(const struct opts *o, const struct es_stats *st,
+		      double seconds)
+{
+	static const char *const modes[] = { "split", "l1", "l2", "all" };
+	static const char *const per_names[] = { "", "vm", "vcpu" };
+	enum unit unit = o->unit == U_AUTO ? U_NS : o->unit;
+
+	if (st)
+		printf("   \"format_version\": %u,\n   \"vendor\": \"%s\",\n"
+		       "   \"tsc_khz\": %llu,\n", st->layout.version, st->vendor,
+		       (unsigned long long)st->tsc_khz);
+	/* With --per, each VM or vCPU has its own. */
+	if (st && !o->per)
+		printf("   \"since_reset_ns\": %llu,\n", (unsigned long long)st->since_ns);
+	printf("   \"scope\": {\"kind\": ");
+	if (o->file) {
+		printf("\"file\", \"file\": ");
+		json_str(o->file);
+	} else if (o->vm) {
+		printf("\"%s\", \"vm\": ", o->vcpu >= 0 ? "vcpu" : "vm");
+		json_str(o->vm);
+		if (o->vcpu >= 0)
+			printf(", \"vcpu\": %ld", o->vcpu);
+	} else if (o->pid >= 0) {
+		printf("\"pid\", \"pid\": %ld", o->pid);
+	} else {
+		printf("\"host\"");
+	}
+	printf("},\n");
+	if (o->per)
+		printf("   \"per\": \"%s\",\n", per_names[o->per]);
+	printf("   \"guest_mode\": \"%s\",\n   \"unit\": \"%s\",\n",
+	       modes[o->mode], unit_names[unit]);
+	if (o->interval > 0)
+		printf("   \"seconds\": %.3f,\n", seconds);
+}
+
+/* Print @tb, as JSON with json_meta()'s members first. */
+static void print_table(const struct opts *o, struct libscols_table *tb,
+			const struct es_stats *st, double seconds)
+{
+	char *text = NULL;
+
+	if (o->format != F_JSON) {
+		scols_print_table(tb);
+		return;
+	}
+	/* libsmartcols prints "{\n", the table's array, "}\n". */
+	if (scols_print_table_to_string(tb, &text) || !text ||
+	    strncmp(text, "{\n", 2))
+		die(EXIT_RUNTIME, "out of memory");
+	printf("{\n");
+	json_meta(o, st, seconds);
+	fputs(text + 2, stdout);
+	free(text);
+}
+
 static void print_scols(const struct view *v, size_t nrows)
 {
 	const struct opts *o = v->o;
 	struct libscols_table *tb = scols_new_table();
-	int sc[NCOLS * 2];
-	size_t i, c, nc = shown_cols(v, sc);
-	char buf[64];
+	struct opts ocyc = *o, ons = *o;
+	struct view vcyc = *v, vns = *v;
+	int shown[NCOLS * 2];
+	struct scol sc[NCOLS * 6];
+	size_t i, c, nc = 0, ns = shown_cols(v, shown);
+	char buf[64], name[32];
 
 	if (!tb)
 		die(EXIT_RUNTIME, "out of memory");
+	ocyc.unit = U_CYCLES;
+	ons.unit = U_NS;
+	vcyc.o = &ocyc;
+	vns.o = &ons;
 	scols_table_enable_noheadings(tb, o->noheadings);
 	if (o->format == F_JSON) {
 		scols_table_enable_json(tb, 1);
 		scols_table_set_name(tb, "exit_stats");
 	}
-	for (c = 0; c < nc; c++) {
-		const struct colinfo *ci = &cols[sc[c]];
-		struct libscols_column *cl;
+	for (c = 0; c < ns; c++) {
+		const struct colinfo *ci = &cols[shown[c]];
+		int k, variants = o->format == F_JSON && ci->kind == K_TIME ? 3 : 1;
 
-		cl = scols_table_new_column(tb, ci->name, ci->whint, ci->flags |
-					    (v->detail && sc[c] == COL_REASON ?
-					     SCOLS_FL_TREE : 0));
-		if (!cl)
-			die(EXIT_RUNTIME, "out of memory");
-		if (o->format == F_JSON)
-			scols_column_set_json_type(cl, ci->kind == K_TEXT &&
-						   sc[c] != COL_NR ?
-						   SCOLS_JSON_STRING : SCOLS_JSON_NUMBER);
+		for (k = 0; k < variants; k++) {
+			struct libscols_column *cl;
+
+			snprintf(name, sizeof(name), "%s%s", ci->name,
+				 k == 1 ? "_CYCLES" : k == 2 ? "_NS" : "");
+			sc[nc].col = shown[c];
+			sc[nc].v = k == 1 ? &vcyc : k == 2 ? &vns : v;
+			cl = scols_table_new_column(tb, name, ci->whint, ci->flags |
+						    (v->detail && shown[c] == COL_REASON ?
+						     SCOLS_FL_TREE : 0));
+			if (!cl)
+				die(EXIT_RUNTIME, "out of memory");
+			if (o->format == F_JSON)
+				scols_column_set_json_type(cl, ci->kind == K_TEXT &&
+							   shown[c] != COL_NR ?
+							   SCOLS_JSON_STRING : SCOLS_JSON_NUMBER);
+			nc++;
+		}
 	}
 	for (i = 0; i <= nrows; i++) {
 		const struct es_row *r = i < nrows ? &v->st->rows[i] : &v->st->total;
@@ -850,13 +939,13 @@ static void print_scols(const struct view *v, size_t nrows)
 		if (!ln)
 			die(EXIT_RUNTIME, "out of memory");
 		for (c = 0; c < nc; c++)
-			if (cell(v, r, sc[c], buf, sizeof(buf)) &&
+			if (cell(sc[c].v, r, sc[c].col, buf, sizeof(buf)) &&
 			    scols_line_set_data(ln, c, buf))
 				die(EXIT_RUNTIME, "out of memory");
 		if (v->detail && i < nrows)
 			add_key_lines(v, tb, ln, r, sc, nc);
 	}
-	scols_print_table(tb);
+	print_table(o, tb, v->st, v->seconds);
 	scols_unref_table(tb);
 }
 
@@ -1246,8 +1335,11 @@ static int print_hists(const struct opts *o, struct es_stats *st)
 	used = calloc(nr + 1, sizeof(*used));
 	if (!used)
 		die(EXIT_RUNTIME, "out of memory");
-	if (o->format == F_JSON)
-		printf("{\"histograms\": [");
+	if (o->format == F_JSON) {
+		printf("{\n");
+		json_meta(o, st, 0);
+		printf("   \"histograms\": [");
+	}
 	for (i = 0; i < n; i++) {
 		const struct es_row *r = &st->rows[i];
 
@@ -1576,6 +1668,10 @@ static const struct es_row *top_row(const struct es_stats *st)
 
 enum { PC_VM, PC_VCPU, PC_PID, PC_COMM, PC_EXITS, PC_RATE, PC_TOTAL,
        PC_TIME_PCT, PC_AVG, PC_TOP, PC_TOP_PCT, NPCOLS };
+/* -J: a time column again in cycles, and in ns. */
+#define PC_MASK		0xff
+#define PC_CYCLES	0x100
+#define PC_NS		0x200
 
 static const struct colinfo pcols[NPCOLS] = {
 	[PC_VM]		= { "VM", 8, 0, K_TEXT, "the VM: PID-FD, its directory in debugfs" },
@@ -1683,9 +1779,11 @@ static void print_ents(const struct opts *o, struct ent *ents, size_t total_n,
 		       bool live)
 {
 	size_t i, k, n = select_ents(o, ents, total_n);
+	struct opts ocyc = *o, ons = *o;
+	const struct opts *so[NPCOLS * 3];
 	struct libscols_table *tb;
 	uint64_t all = 0;
-	int sc[NPCOLS], nc = 0, c;
+	int sc[NPCOLS * 3], nc = 0, c;
 	char buf[NAME_MAX + 64];
 
 	for (i = 0; i < total_n; i++)
@@ -1720,22 +1818,33 @@ static void print_ents(const struct opts *o, struct ent *ents, size_t total_n,
 		free(sts);
 		return;
 	}
-	for (c = 0; c < NPCOLS; c++)
-		if ((c != PC_VCPU || o->per == PER_VCPU) && (c != PC_RATE || live))
-			sc[nc++] = c;
+	ocyc.unit = U_CYCLES;
+	ons.unit = U_NS;
+	for (c = 0; c < NPCOLS; c++) {
+		if ((c == PC_VCPU && o->per != PER_VCPU) || (c == PC_RATE && !live))
+			continue;
+		so[nc] = o;
+		sc[nc++] = c;
+		if (o->format == F_JSON && pcols[c].kind == K_TIME) {
+			so[nc] = &ocyc;
+			sc[nc++] = c | PC_CYCLES;
+			so[nc] = &ons;
+			sc[nc++] = c | PC_NS;
+		}
+	}
 	if (o->format == F_CSV) {
 		if (o->csv_meta)
 			csv_meta(o, total_n ? &ents[0].st : NULL, 0);
 		if (!o->noheadings) {
 			for (c = 0; c < nc; c++)
-				printf("%s%s", c ? "," : "", pcols[sc[c]].name);
+				printf("%s%s", c ? "," : "", pcols[sc[c] & PC_MASK].name);
 			putchar('\n');
 		}
 		for (i = 0; i < n; i++) {
 			for (c = 0; c < nc; c++) {
 				if (c)
 					putchar(',');
-				if (ent_cell(o, &ents[i], all, sc[c], buf, sizeof(buf)))
+				if (ent_cell(so[c], &ents[i], all, sc[c] & PC_MASK, buf, sizeof(buf)))
 					csv_field(buf);
 			}
 			putchar('\n');
@@ -1751,9 +1860,13 @@ static void print_ents(const struct opts *o, struct ent *ents, size_t total_n,
 		scols_table_set_name(tb, o->per == PER_VM ? "vms" : "vcpus");
 	}
 	for (c = 0; c < nc; c++) {
-		const struct colinfo *ci = &pcols[sc[c]];
-		struct libscols_column *cl = scols_table_new_column(tb, ci->name, ci->whint,
-								    ci->flags);
+		const struct colinfo *ci = &pcols[sc[c] & PC_MASK];
+		char name[32];
+		struct libscols_column *cl;
+
+		snprintf(name, sizeof(name), "%s%s", ci->name, sc[c] & PC_CYCLES ?
+			 "_CYCLES" : sc[c] & PC_NS ? "_NS" : "");
+		cl = scols_table_new_column(tb, name, ci->whint, ci->flags);
 
 		if (!cl)
 			die(EXIT_RUNTIME, "out of memory");
@@ -1767,11 +1880,11 @@ static void print_ents(const struct opts *o, struct ent *ents, size_t total_n,
 		if (!ln)
 			die(EXIT_RUNTIME, "out of memory");
 		for (c = 0; c < nc; c++)
-			if (ent_cell(o, &ents[i], all, sc[c], buf, sizeof(buf)) &&
+			if (ent_cell(so[c], &ents[i], all, sc[c] & PC_MASK, buf, sizeof(buf)) &&
 			    scols_line_set_data(ln, c, buf))
 				die(EXIT_RUNTIME, "out of memory");
 	}
-	scols_print_table(tb);
+	print_table(o, tb, total_n ? &ents[0].st : NULL, 0);
 	scols_unref_table(tb);
 }
 
