@@ -1023,18 +1023,28 @@ static void print_csv(const struct view *v, size_t nrows)
 	}
 }
 
+/*
+ * @src as a label value of the text exposition format, into @dst of at
+ * least 2 * strlen(@src) + 1 bytes: backslash and quote escaped (a name
+ * has no newline).
+ */
+static void prom_escape(char *dst, const char *src)
+{
+	for (; *src; src++) {
+		if (*src == '\\' || *src == '"')
+			*dst++ = '\\';
+		*dst++ = *src;
+	}
+	*dst = '\0';
+}
+
 static void prom_series(const char *name, const struct es_stats *st,
 			const struct es_row *r, const char *le, const char *extra)
 {
-	const char *s;
+	char reason[2 * ES_NAME_MAX + 1];
 
-	printf("%s{vendor=\"%s\",reason=\"", name, st->vendor);
-	for (s = r->name; *s; s++) {
-		if (*s == '\\' || *s == '"')
-			putchar('\\');
-		putchar(*s);
-	}
-	printf("\"");
+	prom_escape(reason, r->name);
+	printf("%s{vendor=\"%s\",reason=\"%s\"", name, st->vendor, reason);
 	if (r->has_reason)
 		printf(",nr=\"%u\"", r->reason);
 	printf("%s", extra);
@@ -1207,13 +1217,28 @@ static enum unit hist_unit(const struct opts *o, const struct es_stats *st,
 	return ns < 1e4 ? U_NS : ns < 1e7 ? U_US : U_MS;
 }
 
+/* The label of bucket @b, "[lower, upper)" or "untimed"; its length. */
+static int hist_label(const struct es_stats *st, enum unit unit, unsigned int b,
+		      char *buf, size_t len)
+{
+	uint64_t lo, hi;
+	char a[32], z[32];
+
+	if (!b)
+		return snprintf(buf, len, "untimed");
+	es_bucket_bounds(&st->layout, b, &lo, &hi);
+	hist_num(st, unit, lo, a, sizeof(a));
+	hist_num(st, unit, hi, z, sizeof(z));
+	return snprintf(buf, len, "[%s, %s)", a, hi == ES_INF ? "inf" : z);
+}
+
 /* One reason's chart: a title, then a line per non-empty bucket. */
 static void hist_table(const struct opts *o, const struct es_stats *st,
 		       const struct es_row *r)
 {
 	enum unit unit = hist_unit(o, st, r);
-	uint64_t lo, hi, max = 0;
-	char a[32], z[32], label[80];
+	uint64_t max = 0;
+	char a[32], label[80];
 	unsigned int b;
 	int lw = 0, cw = 1, n;
 
@@ -1222,12 +1247,7 @@ static void hist_table(const struct opts *o, const struct es_stats *st,
 			continue;
 		if (r->hist[b] > max)
 			max = r->hist[b];
-		es_bucket_bounds(&st->layout, b, &lo, &hi);
-		hist_num(st, unit, lo, a, sizeof(a));
-		hist_num(st, unit, hi, z, sizeof(z));
-		n = b ? snprintf(label, sizeof(label), "[%s, %s)", a,
-				 hi == ES_INF ? "inf" : z) :
-			(int)strlen("untimed");
+		n = hist_label(st, unit, b, label, sizeof(label));
 		if (n > lw)
 			lw = n;
 		n = snprintf(a, sizeof(a), "%llu", (unsigned long long)r->hist[b]);
@@ -1247,14 +1267,7 @@ static void hist_table(const struct opts *o, const struct es_stats *st,
 
 		if (!r->hist[i])
 			continue;
-		es_bucket_bounds(&st->layout, i, &lo, &hi);
-		hist_num(st, unit, lo, a, sizeof(a));
-		hist_num(st, unit, hi, z, sizeof(z));
-		if (i)
-			snprintf(label, sizeof(label), "[%s, %s)", a,
-				 hi == ES_INF ? "inf" : z);
-		else
-			snprintf(label, sizeof(label), "untimed");
+		hist_label(st, unit, i, label, sizeof(label));
 		n = (int)((double)r->hist[i] * HIST_BAR / (double)max);
 		printf("%-*s %*llu |%.*s%*s|\n", lw, label, cw,
 		       (unsigned long long)r->hist[i], n,
@@ -1426,28 +1439,50 @@ static bool stats_delta(const struct es_stats *prev, const struct es_stats *cur,
 	return true;
 }
 
-static void live(struct opts *o)
+/* Live mode: SIGINT and SIGTERM end the loop at the next interval. */
+static void live_signals(void)
 {
-	struct es_stats prev, cur, delta;
 	struct sigaction sa = { .sa_handler = on_signal };
-	long n;
 
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+}
+
+/* Sleep one --interval; false if a signal asked to stop. */
+static bool live_wait(const struct opts *o)
+{
+	struct timespec ts = {
+		.tv_sec = (time_t)o->interval,
+		.tv_nsec = (long)((o->interval - (double)(time_t)o->interval) * 1e9),
+	};
+
+	while (nanosleep(&ts, &ts) && errno == EINTR && !stop)
+		;
+	return !stop;
+}
+
+/* The start of interval @n's title line in a table: the time of day. */
+static void live_stamp(long n)
+{
+	char when[16];
+	time_t now = time(NULL);
+
+	strftime(when, sizeof(when), "%H:%M:%S", localtime(&now));
+	printf("%s%s", n ? "\n" : "", when);
+}
+
+static void live(struct opts *o)
+{
+	struct es_stats prev, cur, delta;
+	long n;
+
+	live_signals();
 	read_scope(o, &prev);
 	for (n = 0; !stop && (o->count < 0 || n < o->count); n++) {
-		struct timespec ts = {
-			.tv_sec = (time_t)o->interval,
-			.tv_nsec = (long)((o->interval - (double)(time_t)o->interval) * 1e9),
-		};
 		struct view v = { o, &delta, 0, NULL };
 		bool cont;
-		char when[16];
-		time_t now;
 
-		while (nanosleep(&ts, &ts) && errno == EINTR && !stop)
-			;
-		if (stop)
+		if (!live_wait(o))
 			break;
 		read_scope(o, &cur);
 		cont = stats_delta(&prev, &cur, &delta);
@@ -1455,10 +1490,8 @@ static void live(struct opts *o)
 				     : cur.since_ns) / 1e9;
 		es_finish(&delta);
 		if (o->format == F_TABLE) {
-			now = time(NULL);
-			strftime(when, sizeof(when), "%H:%M:%S", localtime(&now));
-			printf("%s%s  %.3f s%s\n", n ? "\n" : "", when, v.seconds,
-			       cont ? "" : "  (counters were reset)");
+			live_stamp(n);
+			printf("  %.3f s%s\n", v.seconds, cont ? "" : "  (counters were reset)");
 		}
 		print_stats(&v);
 		fflush(stdout);
@@ -1778,7 +1811,7 @@ static size_t select_ents(const struct opts *o, struct ent *ents, size_t n)
 static void print_ents(const struct opts *o, struct ent *ents, size_t total_n,
 		       bool live)
 {
-	size_t i, k, n = select_ents(o, ents, total_n);
+	size_t i, n = select_ents(o, ents, total_n);
 	struct opts ocyc = *o, ons = *o;
 	const struct opts *so[NPCOLS * 3];
 	struct libscols_table *tb;
@@ -1797,14 +1830,9 @@ static void print_ents(const struct opts *o, struct ent *ents, size_t total_n,
 			die(EXIT_RUNTIME, "out of memory");
 		for (i = 0; i < n; i++) {
 			char comm[sizeof(ents[i].comm) * 2];
-			const char *p;
 
-			for (p = ents[i].comm, k = 0; *p; p++) {
-				if (*p == '\\' || *p == '"')
-					comm[k++] = '\\';
-				comm[k++] = *p == '\n' ? ' ' : *p;
-			}
-			comm[k] = '\0';
+			/* read_comm() left no control byte in the name. */
+			prom_escape(comm, ents[i].comm);
 			sts[i] = &ents[i].st;
 			nrows[i] = ents[i].st.nrows;
 			if (asprintf(&extras[i], ",vm=\"%s\",comm=\"%s\"", ents[i].vm, comm) < 0)
@@ -1900,25 +1928,14 @@ static void per(const struct opts *o)
 /* --per with --interval: each VM's or vCPU's change since the last read. */
 static void per_live(const struct opts *o)
 {
-	struct sigaction sa = { .sa_handler = on_signal };
 	struct ent *prev, *cur, *delta;
 	size_t np, nc, i;
 	long n;
 
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	live_signals();
 	np = gather(o, &prev, true);
 	for (n = 0; !stop && (o->count < 0 || n < o->count); n++) {
-		struct timespec ts = {
-			.tv_sec = (time_t)o->interval,
-			.tv_nsec = (long)((o->interval - (double)(time_t)o->interval) * 1e9),
-		};
-		char when[16];
-		time_t now;
-
-		while (nanosleep(&ts, &ts) && errno == EINTR && !stop)
-			;
-		if (stop)
+		if (!live_wait(o))
 			break;
 		nc = gather(o, &cur, false);
 		delta = calloc(nc + 1, sizeof(*delta));
@@ -1945,10 +1962,8 @@ static void per_live(const struct opts *o)
 
 			for (i = 0; i < nc; i++)
 				fresh += delta[i].reset;
-			now = time(NULL);
-			strftime(when, sizeof(when), "%H:%M:%S", localtime(&now));
-			printf("%s%s  %zu %s", n ? "\n" : "", when, nc,
-			       o->per == PER_VM ? "VMs" : "vCPUs");
+			live_stamp(n);
+			printf("  %zu %s", nc, o->per == PER_VM ? "VMs" : "vCPUs");
 			if (fresh)
 				printf(" (%zu new or reset: counted from their start)", fresh);
 			putchar('\n');
