@@ -450,7 +450,7 @@ def test_viewer_scopes_match_debugfs(run: GuestRun) -> None:
     cpuid = NAMES[vendor_of(run)]["cpuid"]
     assert viewer_counts(run["viewer-vm1"])[cpuid] == 600
     rows = {r["reason"]: r for r in
-            __import__("json").loads(run["viewer-json"])["exit_stats"]}
+            json.loads(run["viewer-json"])["exit_stats"]}
     assert rows[cpuid]["count"] == 600
     assert rows[cpuid]["total"] == stats(run, "R0-vm1").rows[cpuid].cycles
 
